@@ -1,0 +1,1 @@
+"""Core of the retention platform: settings, parameters, data contract, database and CLI."""

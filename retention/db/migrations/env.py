@@ -1,0 +1,28 @@
+"""Alembic environment: runs migrations online against the configured URL."""
+
+from alembic import context
+
+from retention.db.engine import create_db_engine
+from retention.db.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    engine = create_db_engine(config.get_main_option("sqlalchemy.url"))
+    try:
+        with engine.connect() as connection:
+            context.configure(
+                connection=connection,
+                target_metadata=target_metadata,
+                render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER much
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()
+
+
+run_migrations_online()

@@ -1,0 +1,149 @@
+"""SQLAlchemy 2 models of the shop's source schema and of the platform's own tables.
+
+The shop tables (customers, products, events, orders, reviews) are what an e-commerce system
+holds; the platform reads them incrementally. Every shop table carries `updated_at`, the time the
+row was last written, so extraction can pick up new and changed rows. Keys are opaque strings:
+an id is never assumed to be an integer.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+EVENT_TYPES = ("view", "cart", "purchase")
+ID = String(64)
+
+# Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the shared naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Customer(Base):
+    """A shop customer. `email` is personal data: only exports for consenting customers read it."""
+
+    __tablename__ = "customers"
+
+    customer_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    signup_date: Mapped[date | None] = mapped_column(Date)
+    country: Mapped[str | None] = mapped_column(String(2))
+    marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    email: Mapped[str | None] = mapped_column(String(254))
+    updated_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class Product(Base):
+    """A catalogue item. Items seen only in an event log have no category, title or price."""
+
+    __tablename__ = "products"
+    __table_args__ = (CheckConstraint("price IS NULL OR price >= 0", name="price_nonnegative"),)
+
+    product_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    category: Mapped[str | None] = mapped_column(String(64))
+    title: Mapped[str | None] = mapped_column(String(256))
+    description: Mapped[str | None] = mapped_column(Text)
+    price: Mapped[float | None] = mapped_column(Float)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class Event(Base):
+    """One interaction: a view, an add-to-cart or a purchase line (timestamps are naive UTC)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        CheckConstraint("event_type IN ('view', 'cart', 'purchase')", name="event_type_known"),
+        CheckConstraint("quantity >= 1", name="quantity_positive"),
+        CheckConstraint("price IS NULL OR price >= 0", name="price_nonnegative"),
+        Index("ix_events_customer_ts", "customer_id", "ts"),
+    )
+
+    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id"))
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.product_id"))
+    event_type: Mapped[str] = mapped_column(String(16))
+    ts: Mapped[datetime] = mapped_column(DateTime, index=True)
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    price: Mapped[float | None] = mapped_column(Float)
+    order_id: Mapped[str | None] = mapped_column(ID)
+    session_id: Mapped[str | None] = mapped_column(ID)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class Order(Base):
+    """A checkout: the purchase events that share `order_id`, with their totals."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("n_items >= 1", name="n_items_positive"),
+        CheckConstraint("total_amount IS NULL OR total_amount >= 0", name="total_nonnegative"),
+        Index("ix_orders_customer_ts", "customer_id", "ts"),
+    )
+
+    order_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id"))
+    ts: Mapped[datetime] = mapped_column(DateTime, index=True)
+    n_items: Mapped[int] = mapped_column(Integer)
+    total_amount: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class Review(Base):
+    """A product review: a 1-5 star rating and optional free text."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (CheckConstraint("rating BETWEEN 1 AND 5", name="rating_range"),)
+
+    review_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id"), index=True)
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.product_id"), index=True)
+    ts: Mapped[datetime] = mapped_column(DateTime, index=True)
+    rating: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class Load(Base):
+    """Platform audit log: one row per load attempt into the shop tables (accepted or rejected)."""
+
+    __tablename__ = "platform_loads"
+
+    load_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))  # "ingest" or "simulate"
+    source: Mapped[str] = mapped_column(Text)  # what was loaded (file names, simulator run)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # "loaded" or "rejected"
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime] = mapped_column(DateTime)
+    rows_read: Mapped[int] = mapped_column(BigInteger)
+    rows_inserted: Mapped[int] = mapped_column(BigInteger)
+    detail: Mapped[dict] = mapped_column(JSON)  # per-table counts, or the rejection reasons

@@ -1,0 +1,140 @@
+"""Typed, validated view of `params.yaml`, the single home of pipeline and model parameters."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SegmentParams(_Strict):
+    """One latent customer type of the shop simulator."""
+
+    share: float = Field(gt=0, le=1)
+    visits_per_week: float = Field(gt=0, le=7)
+    weekly_churn_hazard: float = Field(gt=0, lt=1)
+    satisfaction: tuple[float, float]
+
+    @field_validator("satisfaction")
+    @classmethod
+    def _positive_beta(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if min(value) <= 0:
+            raise ValueError("satisfaction Beta parameters must both be > 0")
+        return value
+
+
+def _weights(value: dict[str, float], what: str) -> dict[str, float]:
+    if not value or min(value.values()) < 0 or sum(value.values()) <= 0:
+        raise ValueError(f"{what} needs at least one positive weight and none negative")
+    return value
+
+
+class SimulateParams(_Strict):
+    """Parameters of `retention simulate` (see params.yaml for the meaning of each)."""
+
+    customers: int = Field(ge=1)
+    days: int = Field(ge=1)
+    seed: int = Field(ge=0)
+    start: date
+    products: int = Field(ge=1)
+    prior_signup_days: int = Field(ge=0)
+    chunk_days: int = Field(ge=1)
+    segments: dict[Literal["loyal", "at_risk", "lapsed"], SegmentParams]
+    satisfaction_hazard_effect: float = Field(ge=0)
+    activity_heterogeneity: float = Field(gt=0)
+    decline_days: float = Field(gt=0)
+    weekday_factors: tuple[float, float, float, float, float, float, float]
+    hour_weights: list[float] = Field(min_length=24, max_length=24)
+    promo_day_rate: float = Field(ge=0, le=1)
+    promo_discount: float = Field(ge=0, lt=1)
+    promo_visit_boost: float = Field(ge=0)
+    promo_cart_boost: float = Field(ge=1)
+    views_per_session: float = Field(ge=1)
+    view_gap_seconds: float = Field(gt=0)
+    favourite_category_share: float = Field(ge=0, le=1)
+    popularity_skew: float = Field(ge=1)
+    cart_rate: float = Field(gt=0, le=1)
+    purchase_rate: float = Field(gt=0, le=1)
+    extra_quantity_mean: float = Field(ge=0)
+    review_rate: float = Field(ge=0, le=1)
+    rating_noise: float = Field(ge=0)
+    sentiment_noise: float = Field(ge=0)
+    sentiment_cutoffs: tuple[float, float]
+    review_delay_hours: tuple[float, float]
+    consent_rate: float = Field(ge=0, le=1)
+    countries: dict[str, float]
+    categories: dict[str, float]
+    price_median: dict[str, float]
+    price_spread: float = Field(ge=0)
+    inactive_product_share: float = Field(ge=0, lt=1)
+
+    @field_validator("countries", "categories")
+    @classmethod
+    def _check_weights(cls, value: dict[str, float], info) -> dict[str, float]:  # noqa: ANN001
+        return _weights(value, info.field_name)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SimulateParams:
+        shares = sum(s.share for s in self.segments.values())
+        if abs(shares - 1) > 1e-6:
+            raise ValueError(f"segment shares must sum to 1, got {shares:g}")
+        missing = sorted(set(self.categories) - set(self.price_median))
+        if missing:
+            raise ValueError(f"price_median has no entry for categories: {', '.join(missing)}")
+        if self.products < len(self.categories):
+            raise ValueError("products must be at least the number of categories")
+        return self
+
+
+class IngestParams(_Strict):
+    """Parameters of `retention ingest`."""
+
+    default_event_type: Literal["view", "cart", "purchase"]
+    placeholder_item: str = Field(min_length=1)
+    max_reported_rows: int = Field(ge=1)
+
+
+class Params(_Strict):
+    """All of params.yaml."""
+
+    simulate: SimulateParams
+    ingest: IngestParams
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or invalid; the message names the offending keys."""
+
+
+def load_params(path: str | Path) -> Params:
+    """Read and validate a params file.
+
+    Args:
+        path: the YAML file (normally params.yaml at the project root).
+
+    Returns:
+        The validated parameters.
+
+    Raises:
+        ParamsError: the file is missing, is not YAML, or a key is unknown, missing or out of range.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: parameters file not found (set RETENTION_PARAMS)") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()
+        )
+        raise ParamsError(f"{path}: invalid parameters: {problems}") from None

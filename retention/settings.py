@@ -1,0 +1,78 @@
+"""Environment settings: where local state lives and which databases to talk to.
+
+Pipeline and model parameters live in `params.yaml` (see `retention.params`); this module only
+holds deployment settings (URLs, paths, secrets), read from environment variables with embedded
+defaults so that a fresh clone runs without any configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+ENV_HOME = "RETENTION_HOME"
+ENV_DATABASE_URL = "RETENTION_DATABASE_URL"
+ENV_MLFLOW_URI = "MLFLOW_TRACKING_URI"
+ENV_AIRFLOW_HOME = "AIRFLOW_HOME"
+ENV_PARAMS = "RETENTION_PARAMS"
+
+DEFAULT_HOME = "./var"
+DEFAULT_PARAMS = "params.yaml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved deployment settings.
+
+    Attributes:
+        home: folder for all local state (SQLite files, simulator state, exports).
+        database_url: SQLAlchemy URL of the shop source and platform tables.
+        mlflow_tracking_uri: MLflow tracking URI (always explicit; never the bare ./mlruns store).
+        airflow_home: Airflow's home folder.
+        params_path: the `params.yaml` file with pipeline and model parameters.
+    """
+
+    home: Path
+    database_url: str
+    mlflow_tracking_uri: str
+    airflow_home: Path
+    params_path: Path
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Read settings from environment variables, falling back to the embedded defaults."""
+        env = os.environ if environ is None else environ
+        home = Path(env.get(ENV_HOME) or DEFAULT_HOME).expanduser().resolve()
+        return cls(
+            home=home,
+            database_url=env.get(ENV_DATABASE_URL) or f"sqlite:///{home / 'retention.db'}",
+            mlflow_tracking_uri=env.get(ENV_MLFLOW_URI) or f"sqlite:///{home / 'mlflow.db'}",
+            airflow_home=Path(env.get(ENV_AIRFLOW_HOME) or home / "airflow").expanduser().resolve(),
+            params_path=Path(env.get(ENV_PARAMS) or DEFAULT_PARAMS).expanduser().resolve(),
+        )
+
+    @property
+    def simulator_dir(self) -> Path:
+        """Folder of the shop simulator's state and ground truth."""
+        return self.home / "simulator"
+
+    def describe(self) -> dict[str, str]:
+        """Settings for display, with any password in a URL masked."""
+        return {
+            ENV_HOME: str(self.home),
+            ENV_DATABASE_URL: redact_url(self.database_url),
+            ENV_MLFLOW_URI: redact_url(self.mlflow_tracking_uri),
+            ENV_AIRFLOW_HOME: str(self.airflow_home),
+            ENV_PARAMS: str(self.params_path),
+        }
+
+
+def redact_url(url: str) -> str:
+    """Mask the password of a database URL so it can be logged."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL (e.g. an http:// MLflow server): keep as is
+        return url

@@ -131,11 +131,24 @@ def simulate_day(world: World, day: int) -> DayBatch:
             "order_id": order_ids[ordering],
             "customer_id": world.customer_ids[session_customer[ordering]],
             "ts": stamp(checkout_time[ordering]),
-            "n_items": np.bincount(view_session[bought], weights=quantity[bought], minlength=n_sessions)[ordering].astype(np.int64),
-            "total_amount": np.round(np.bincount(view_session[bought], weights=line_amount, minlength=n_sessions)[ordering], 2),
+            "n_items": np.bincount(view_session[bought], weights=quantity[bought], minlength=n_sessions)[
+                ordering
+            ].astype(np.int64),
+            "total_amount": np.round(
+                np.bincount(view_session[bought], weights=line_amount, minlength=n_sessions)[ordering],
+                2,
+            ),
         }
     )
-    reviews = _reviews(world, rng, day, view_customer[bought], product[bought], checkout_time[view_session[bought]], stamp)
+    reviews = _reviews(
+        world,
+        rng,
+        day,
+        view_customer[bought],
+        product[bought],
+        checkout_time[view_session[bought]],
+        stamp,
+    )
     return DayBatch(day=day, promo=promo, events=events, orders=orders, reviews=reviews)
 
 
@@ -143,7 +156,11 @@ def _reviews(world, rng, day, customer, product, purchase_time, stamp) -> pd.Dat
     """Reviews of some purchased lines: rating and text tone both follow latent satisfaction."""
     p = world.params
     reviewed = rng.random(customer.size) < p.review_rate
-    customer, product, purchase_time = customer[reviewed], product[reviewed], purchase_time[reviewed]
+    customer, product, purchase_time = (
+        customer[reviewed],
+        product[reviewed],
+        purchase_time[reviewed],
+    )
     satisfaction = world.satisfaction[customer]
     n = customer.size
     rating = np.clip(np.round(1 + 4 * satisfaction + rng.normal(0, p.rating_noise, n)), 1, 5).astype(np.int64)

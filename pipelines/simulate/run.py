@@ -180,7 +180,11 @@ def _read_state(state_dir: Path) -> dict | None:
 
 
 def _write_state(state_dir: Path, params: SimulateParams, horizon: int, days_simulated: int) -> None:
-    state = {"params": params.model_dump(mode="json"), "horizon_days": horizon, "days_simulated": days_simulated}
+    state = {
+        "params": params.model_dump(mode="json"),
+        "horizon_days": horizon,
+        "days_simulated": days_simulated,
+    }
     with atomic_path(state_dir / STATE_FILE) as tmp:
         tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
 

@@ -103,12 +103,18 @@ def _catalogue(
     n = params.products
     # every category gets at least one product, the rest follow the catalogue mix
     category = np.sort(
-        np.concatenate([np.arange(len(categories)), rng.choice(len(categories), n - len(categories), p=weights)])
+        np.concatenate(
+            [
+                np.arange(len(categories)),
+                rng.choice(len(categories), n - len(categories), p=weights),
+            ]
+        )
     )
     median = np.array([params.price_median[categories[c]] for c in category])
     price = np.maximum(0.99, np.round(median * rng.lognormal(0, params.price_spread, n)) - 0.01)
     nouns = np.array(
-        [rng.choice(vocab.NOUNS.get(categories[c], vocab.GENERIC_NOUNS)) for c in category], dtype=object
+        [rng.choice(vocab.NOUNS.get(categories[c], vocab.GENERIC_NOUNS)) for c in category],
+        dtype=object,
     )
     adjectives = rng.choice(vocab.ADJECTIVES, n)
     uses = rng.choice(vocab.USES, n)
@@ -173,7 +179,7 @@ def _customers(
             "signup_date": signup_date.normalize(),
             "country": country,
             "marketing_consent": consent,
-            "email": [f"{f}.{l}{i}@{d}" for i, (f, l, d) in enumerate(zip(first, last, domain, strict=True))],
+            "email": [f"{a}.{b}{i}@{d}" for i, (a, b, d) in enumerate(zip(first, last, domain, strict=True))],
         }
     )
     truth = pd.DataFrame(

@@ -48,12 +48,8 @@ def write_shop_batch(connection: Connection, batch: ShopBatch, now: datetime) ->
     """Store a batch; returns rows inserted or changed per table (zero everywhere on a re-run)."""
     stamp = {"updated_at": now}
     counts = {
-        "customers": write_frame(
-            connection, Customer.__table__, batch.customers.assign(**stamp), "upsert"
-        ),
-        "products": write_frame(
-            connection, Product.__table__, batch.products.assign(**stamp), "upsert"
-        ),
+        "customers": write_frame(connection, Customer.__table__, batch.customers.assign(**stamp), "upsert"),
+        "products": write_frame(connection, Product.__table__, batch.products.assign(**stamp), "upsert"),
     }
     counts["customers"] += write_frame(
         connection,

@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from sqlalchemy import Boolean, Connection, Date, DateTime, Table
+from sqlalchemy.exc import DBAPIError
 
 PAGE_ROWS = 10_000  # rows per driver round trip on PostgreSQL
 SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # the text format SQLAlchemy itself stores in SQLite
@@ -58,6 +59,9 @@ def write_frame(connection: Connection, table: Table, frame: pd.DataFrame, mode:
                 changed += cursor.rowcount
             return changed
         raise NotImplementedError(f"bulk writes support sqlite and postgresql, not {dialect}")
+    except connection.dialect.loaded_dbapi.Error as error:
+        # Same exception family as SQLAlchemy's own statements (IntegrityError, OperationalError...).
+        raise DBAPIError.instance(sql, None, error, connection.dialect.loaded_dbapi.Error) from error
     finally:
         cursor.close()
 
@@ -99,6 +103,7 @@ def _driver_rows(frame: pd.DataFrame, table: Table, dialect: str) -> list[tuple]
             values = np.asarray([bool(v) for v in column.fillna(False)], dtype=object)
         else:
             values = np.asarray(column.astype(object).tolist(), dtype=object)
+        values = np.array(values, dtype=object)  # a writable copy (pandas arrays are read-only views)
         values[missing] = None
         converted.append(values.tolist())
     return list(zip(*converted, strict=True))

@@ -1,0 +1,184 @@
+"""`retention`: the one command-line entry point. Each subcommand is a thin call into a package."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from retention.params import Params, ParamsError, load_params
+from retention.settings import Settings
+
+app = typer.Typer(
+    help="MLOps platform for e-commerce customer retention.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+log = logging.getLogger("retention")
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    """Settings come from RETENTION_* environment variables; parameters from params.yaml."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations are routine, not news
+
+
+def _context() -> tuple[Settings, Params]:
+    settings = Settings.from_env()
+    try:
+        return settings, load_params(settings.params_path)
+    except ParamsError as error:
+        _fail(str(error))
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _engine(settings: Settings):  # noqa: ANN202 (sqlalchemy Engine)
+    """The migrated platform database (migrations are idempotent and quick when up to date)."""
+    from retention.db import create_db_engine, upgrade
+
+    upgrade(settings.database_url)
+    return create_db_engine(settings.database_url)
+
+
+@app.command()
+def init() -> None:
+    """Create or migrate the platform database to the newest schema."""
+    from retention.db.migrate import current_revision
+
+    settings, _ = _context()
+    _engine(settings).dispose()
+    typer.echo(f"database at revision {current_revision(settings.database_url)}")
+
+
+@app.command()
+def config() -> None:
+    """Print the resolved settings (passwords masked) and validate params.yaml."""
+    settings, params = _context()
+    for name, value in settings.describe().items():
+        typer.echo(f"{name}={value}")
+    typer.echo(f"params.yaml: valid ({', '.join(type(params).model_fields)})")
+
+
+@app.command()
+def simulate(
+    customers: Annotated[int | None, typer.Option(min=1, help="Customers (default: params.yaml).")] = None,
+    days: Annotated[int | None, typer.Option(min=1, help="Days to generate (default: params.yaml).")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Random seed (default: params.yaml).")] = None,
+    start: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD (default: params.yaml).")] = None,
+    append: Annotated[
+        bool, typer.Option("--append", help="Extend the stored shop by --days more days.")
+    ] = False,
+) -> None:
+    """Simulate a realistic shop into the source database (deterministic per seed)."""
+    from pipelines.simulate import simulate as run_simulation
+    from pipelines.simulate.run import SimulatorError
+
+    settings, params = _context()
+    overrides = {
+        k: v for k, v in {"customers": customers, "seed": seed, "start": start}.items() if v is not None
+    }
+    if append and overrides:
+        _fail("--append continues the stored shop with its own parameters: drop --customers/--seed/--start")
+    try:
+        shop = params.simulate.model_validate({**params.simulate.model_dump(), **overrides})
+    except ValueError as error:
+        _fail(f"invalid option: {error}")
+    engine = _engine(settings)
+    try:
+        result = run_simulation(engine, settings.simulator_dir, shop, days or shop.days, append=append)
+    except SimulatorError as error:
+        _fail(str(error))
+    finally:
+        engine.dispose()
+    events = result.generated["events"]
+    typer.echo(
+        f"simulated {result.first_date} .. {result.last_date}: {events:,} events "
+        f"({events / max(result.seconds, 1e-9):,.0f}/s end to end); new rows: {_counts(result.inserted)}"
+    )
+
+
+@app.command()
+def ingest(
+    events: Annotated[
+        Path, typer.Option(help="Event log: CSV/Parquet in the contract schema, or --format's file.")
+    ],
+    products: Annotated[
+        Path | None, typer.Option(help="Products file (contract schema; ml-100k.item for movielens).")
+    ] = None,
+    customers: Annotated[Path | None, typer.Option(help="Customers file (contract schema).")] = None,
+    reviews: Annotated[Path | None, typer.Option(help="Reviews file (contract schema).")] = None,
+    format: Annotated[str, typer.Option("--format", help="contract | cdnow | movielens")] = "contract",
+    map: Annotated[
+        str | None, typer.Option("--map", help="Column mapping: user_id=CustomerID,ts=InvoiceDate,...")
+    ] = None,
+) -> None:
+    """Validate files against the event-data contract and load them; all or nothing, idempotent."""
+    from pipelines.ingest import IngestError, IngestRequest, parse_mapping
+    from pipelines.ingest import ingest as run_ingest
+    from retention.contract import ContractError
+
+    if format not in ("contract", "cdnow", "movielens"):
+        _fail(f"--format must be one of: contract, cdnow, movielens (got '{format}')")
+    settings, params = _context()
+    engine = _engine(settings)
+    try:
+        request = IngestRequest(events, products, customers, reviews, format, parse_mapping(map))  # type: ignore[arg-type]
+        started = time.perf_counter()
+        result = run_ingest(engine, request, params.ingest)
+    except (IngestError, ContractError) as error:
+        _fail(str(error))
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"load {result.load_id}: read {result.rows_read:,} rows in {time.perf_counter() - started:.1f}s; "
+        f"new rows: {_counts(result.inserted)}"
+    )
+
+
+@app.command()
+def summary() -> None:
+    """Print what the source database holds: table sizes, period, funnel and repeat rates."""
+    from pipelines.summary import shop_summary
+
+    settings, _ = _context()
+    engine = _engine(settings)
+    try:
+        typer.echo(shop_summary(engine).render())
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def run() -> None:
+    """The main job on the embedded defaults: migrate, simulate the shop of params.yaml, summarise.
+
+    It grows into the whole pipeline (extraction, features, training, promotion, campaign).
+    """
+    settings, _ = _context()
+    typer.echo(f"home: {settings.home}")
+    init()
+    simulate()
+    summary()
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{table} {n:,}" for table, n in counts.items())
+
+
+if __name__ == "__main__":
+    app()

@@ -21,6 +21,19 @@ class ShopSummary:
     repeat_buyers: int
     consenting_customers: int
 
+    def metrics(self) -> dict[str, float | int]:
+        """Flat numeric figures (DVC metrics, comparisons between shops)."""
+        views = self.events_by_type.get("view", 0)
+        carts = self.events_by_type.get("cart", 0)
+        return {
+            **{f"rows_{table}": n for table, n in self.rows.items()},
+            **{f"events_{kind}": n for kind, n in sorted(self.events_by_type.items())},
+            "cart_per_view": round(carts / views, 4) if views else 0.0,
+            "purchase_per_cart": round(self.events_by_type.get("purchase", 0) / carts, 4) if carts else 0.0,
+            "repeat_buyer_share": round(self.repeat_buyers / self.buyers, 4) if self.buyers else 0.0,
+            "consent_share": round(self.consenting_customers / max(self.rows.get("customers", 0), 1), 4),
+        }
+
     def render(self) -> str:
         """Human-readable lines."""
         views = self.events_by_type.get("view", 0)

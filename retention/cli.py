@@ -151,16 +151,27 @@ def ingest(
 
 
 @app.command()
-def summary() -> None:
+def summary(
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the figures as JSON (DVC metrics).")
+    ] = None,
+) -> None:
     """Print what the source database holds: table sizes, period, funnel and repeat rates."""
+    import json
+
     from pipelines.summary import shop_summary
+    from retention.atomic import atomic_path
 
     settings, _ = _context()
     engine = _engine(settings)
     try:
-        typer.echo(shop_summary(engine).render())
+        report = shop_summary(engine)
     finally:
         engine.dispose()
+    typer.echo(report.render())
+    if json_out:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(report.metrics(), indent=2, sort_keys=True) + "\n")
 
 
 @app.command()
@@ -173,7 +184,7 @@ def run() -> None:
     typer.echo(f"home: {settings.home}")
     init()
     simulate()
-    summary()
+    summary(json_out=settings.home / "reports" / "shop_summary.json")
 
 
 def _counts(counts: dict[str, int]) -> str:

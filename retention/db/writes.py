@@ -1,13 +1,16 @@
 """Idempotent bulk writes of data frames into tables: insert new keys, optionally update changed rows.
 
-Rows go straight through the DB-API driver (SQLite `executemany`, PostgreSQL `execute_values`)
+Rows go straight through the DB-API driver (SQLite `executemany`, PostgreSQL `COPY`)
 because ORM-level inserts are an order of magnitude slower at millions of rows. Both run inside
 the caller's SQLAlchemy transaction, so a failure rolls back everything the caller wrote.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import csv
+import io
+import uuid
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -15,7 +18,7 @@ import pandas as pd
 from sqlalchemy import Boolean, Connection, Date, DateTime, Table
 from sqlalchemy.exc import DBAPIError
 
-PAGE_ROWS = 10_000  # rows per driver round trip on PostgreSQL
+COPY_NULL = r"\N"  # how COPY marks a missing value (an empty field stays an empty string)
 SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # the text format SQLAlchemy itself stores in SQLite
 
 Mode = Literal["insert_new", "upsert"]
@@ -51,13 +54,7 @@ def write_frame(connection: Connection, table: Table, frame: pd.DataFrame, mode:
             cursor.executemany(sql, rows)
             return connection.connection.driver_connection.total_changes - before
         if dialect == "postgresql":
-            from psycopg2.extras import execute_values
-
-            changed = 0
-            for page in _pages(rows, PAGE_ROWS):
-                execute_values(cursor, sql, page, page_size=PAGE_ROWS)
-                changed += cursor.rowcount
-            return changed
+            return _copy_then_insert(cursor, sql, table, columns, rows)
         raise NotImplementedError(f"bulk writes support sqlite and postgresql, not {dialect}")
     except connection.dialect.loaded_dbapi.Error as error:
         # Same exception family as SQLAlchemy's own statements (IntegrityError, OperationalError...).
@@ -73,8 +70,8 @@ def _insert_sql(
     names = ", ".join(quote(c) for c in columns)
     if connection.dialect.name == "sqlite":
         values, distinct = "VALUES (" + ", ".join("?" for _ in columns) + ")", "IS NOT"
-    else:
-        values, distinct = "VALUES %s", "IS DISTINCT FROM"
+    else:  # rows arrive through COPY into a staging table (see _copy_then_insert)
+        values, distinct = f"SELECT {names} FROM {{stage}}", "IS DISTINCT FROM"
     target = quote(table.name)
     sql = f"INSERT INTO {target} ({names}) {values} ON CONFLICT ({', '.join(map(quote, key))}) "
     # `updated_at` changes on every write, so it must not make an identical row count as changed.
@@ -109,6 +106,17 @@ def _driver_rows(frame: pd.DataFrame, table: Table, dialect: str) -> list[tuple]
     return list(zip(*converted, strict=True))
 
 
-def _pages(rows: list[tuple], size: int) -> Iterator[list[tuple]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
+def _copy_then_insert(cursor, sql: str, table: Table, columns: Sequence[str], rows: list[tuple]) -> int:  # noqa: ANN001
+    """PostgreSQL: COPY rows into a temporary table, then one INSERT ... SELECT ... ON CONFLICT."""
+    stage = f"stage_{table.name}_{uuid.uuid4().hex[:8]}"
+    cursor.execute(f'CREATE TEMPORARY TABLE "{stage}" (LIKE "{table.name}" INCLUDING DEFAULTS)')
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerows(tuple(COPY_NULL if v is None else v for v in row) for row in rows)
+    buffer.seek(0)
+    names = ", ".join(f'"{c}"' for c in columns)
+    cursor.copy_expert(f"COPY \"{stage}\" ({names}) FROM STDIN WITH (FORMAT csv, NULL '{COPY_NULL}')", buffer)
+    cursor.execute(sql.replace("{stage}", f'"{stage}"'))
+    changed = cursor.rowcount
+    cursor.execute(f'DROP TABLE "{stage}"')
+    return changed

@@ -58,3 +58,16 @@ def test_a_failing_batch_leaves_nothing_behind(engine) -> None:  # noqa: ANN001
         write_frame(connection, Event.__table__, event, "insert_new")
     with engine.connect() as connection:
         assert connection.execute(select(Product.product_id)).all() == []
+
+
+def test_empty_text_stays_distinct_from_missing(engine) -> None:  # noqa: ANN001
+    products = pd.DataFrame(
+        {"product_id": ["p1", "p2"], "title": ["", None], "description": ['a "quoted", text\nline', None]}
+    ).assign(active=True, updated_at=NOW)
+    with engine.begin() as connection:
+        assert write_frame(connection, Product.__table__, products, "upsert") == 2
+    with engine.connect() as connection:
+        rows = dict(connection.execute(select(Product.product_id, Product.title)).all())
+        description = connection.execute(select(Product.description).where(Product.product_id == "p1")).scalar_one()
+    assert rows == {"p1": "", "p2": None}
+    assert description == 'a "quoted", text\nline'

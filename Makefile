@@ -1,0 +1,24 @@
+# Entry points for people and CI. Every target installs first (idempotent: instant when up to date).
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test test-slow bench lint
+install:
+	@scripts/install.sh
+
+## The main job on the embedded defaults (simulate a shop, load it, summarise).
+run: install
+	$(BIN)/retention run
+
+## The default test suite (fast; slow tests are marked and run by test-slow).
+test: install
+	$(BIN)/python -m pytest
+
+test-slow: install
+	$(BIN)/python -m pytest -m slow
+
+bench: install
+	$(BIN)/python benchmarks/simulator_throughput.py
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,0 +1,64 @@
+"""The `retention` CLI: help everywhere, the main job end to end, clear errors with exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from retention.cli import app
+from tests.conftest import SHARED_DATA
+
+runner = CliRunner()
+COMMANDS = ["init", "config", "simulate", "ingest", "summary", "run"]
+
+
+@pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
+def test_help_everywhere(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_main_job_simulates_loads_and_summarises(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = runner.invoke(app, ["simulate", "--customers", "200", "--days", "14"])
+    assert result.exit_code == 0, result.output
+    assert "simulated 2026-01-01 .. 2026-01-14" in result.output
+    assert (isolated_env / "retention.db").exists()
+    assert (isolated_env / "simulator" / "truth.parquet").exists()
+    summary = runner.invoke(app, ["summary"])
+    assert summary.exit_code == 0
+    assert "customers" in summary.output and "funnel: cart/view" in summary.output
+    appended = runner.invoke(app, ["simulate", "--days", "3", "--append"])
+    assert "simulated 2026-01-15 .. 2026-01-17" in appended.output
+
+
+def test_ingest_errors_exit_2_with_the_reason(tmp_path: Path) -> None:
+    bad = tmp_path / "events.csv"
+    bad.write_text("user_id,item_id,ts\nu1,i1,not-a-date\n")
+    result = runner.invoke(app, ["ingest", "--events", str(bad)])
+    assert result.exit_code == 2
+    assert "events.csv: column 'ts': unparsable date/time at line 2" in result.output
+    wrong_format = runner.invoke(app, ["ingest", "--format", "excel", "--events", str(bad)])
+    assert wrong_format.exit_code == 2 and "--format must be one of" in wrong_format.output
+
+
+def test_ingest_cdnow_through_the_cli() -> None:
+    path = SHARED_DATA / "cdnow" / "CDNOW_sample.txt"
+    result = runner.invoke(app, ["ingest", "--format", "cdnow", "--events", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "read 6,919 rows" in result.output and "events 6,919" in result.output
+
+
+def test_append_with_new_parameters_is_refused() -> None:
+    result = runner.invoke(app, ["simulate", "--append", "--seed", "3"])
+    assert result.exit_code == 2 and "--append continues the stored shop" in result.output
+
+
+def test_config_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETENTION_DATABASE_URL", "postgresql+psycopg2://u:topsecret@h/db")
+    result = runner.invoke(app, ["config"])
+    assert (
+        result.exit_code == 0 and "topsecret" not in result.output and "params.yaml: valid" in result.output
+    )

@@ -20,7 +20,8 @@ ENV_AIRFLOW_HOME = "AIRFLOW_HOME"
 ENV_PARAMS = "RETENTION_PARAMS"
 
 DEFAULT_HOME = "./var"
-DEFAULT_PARAMS = "params.yaml"
+# The project's own params.yaml, wherever the command runs from (Airflow tasks run elsewhere).
+DEFAULT_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
 
 @dataclass(frozen=True)

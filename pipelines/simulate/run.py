@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -19,8 +20,10 @@ from sqlalchemy import Engine
 from pipelines.simulate.days import simulate_days
 from pipelines.simulate.world import World, build_world, day_date
 from retention.atomic import atomic_path
+from retention.db import create_db_engine, upgrade
 from retention.db.shop import ShopBatch, record_load, utc_now, write_shop_batch
-from retention.params import SimulateParams
+from retention.params import SimulateParams, load_params
+from retention.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ def simulate(
     params: SimulateParams,
     days: int,
     append: bool = False,
+    first_day: int = 0,
 ) -> SimulationResult:
     """Simulate `days` days of the shop and store them.
 
@@ -68,6 +72,8 @@ def simulate(
         params: shop parameters; with `append`, the stored shop's own parameters are used instead.
         days: number of days to generate.
         append: continue the stored shop after its last simulated day.
+        first_day: without `append`, the first day to generate (0 is `params.start`); any range
+            can be (re)generated because each day has its own random stream.
 
     Returns:
         Counts of what was generated and newly stored.
@@ -90,7 +96,9 @@ def simulate(
                 f"{stored.customers} customers): use --append to extend it, or point "
                 "RETENTION_HOME and RETENTION_DATABASE_URL at a fresh location"
             )
-        day_from, horizon = 0, state["horizon_days"] if state else days
+        if first_day < 0:
+            raise SimulatorError(f"cannot simulate before the shop's start {params.start}")
+        day_from, horizon = first_day, state["horizon_days"] if state else first_day + days
     day_to = day_from + days
     world = build_world(params, horizon)
     if state is None:
@@ -139,6 +147,29 @@ def simulate(
         inserted=inserted,
         seconds=seconds,
     )
+
+
+def simulate_interval(start: date, end: date, settings: Settings | None = None) -> dict:
+    """Simulate the calendar days [start, end) of the shop configured in params.yaml (Airflow task).
+
+    Re-running the same interval stores nothing new, so retries and backfills are safe. A
+    zero-length interval (a manual run) means the day on which it starts.
+
+    Returns:
+        The result as a plain dict (XCom-friendly).
+    """
+    settings = settings or Settings.from_env()
+    params = load_params(settings.params_path).simulate
+    end = max(end, start + timedelta(days=1))
+    upgrade(settings.database_url)
+    engine = create_db_engine(settings.database_url)
+    try:
+        result = simulate(
+            engine, settings.simulator_dir, params, (end - start).days, first_day=(start - params.start).days
+        )
+    finally:
+        engine.dispose()
+    return asdict(result)
 
 
 def _chunk_batch(world: World, day_from: int, day_to: int, first: bool) -> ShopBatch:

@@ -68,6 +68,8 @@ def test_empty_text_stays_distinct_from_missing(engine) -> None:  # noqa: ANN001
         assert write_frame(connection, Product.__table__, products, "upsert") == 2
     with engine.connect() as connection:
         rows = dict(connection.execute(select(Product.product_id, Product.title)).all())
-        description = connection.execute(select(Product.description).where(Product.product_id == "p1")).scalar_one()
+        description = connection.execute(
+            select(Product.description).where(Product.product_id == "p1")
+        ).scalar_one()
     assert rows == {"p1": "", "p2": None}
     assert description == 'a "quoted", text\nline'

@@ -129,7 +129,14 @@ def timestamps(check: Checker, frame: pd.DataFrame, column: str, unit: str | Non
     elif pd.api.types.is_datetime64_any_dtype(raw):
         parsed = raw
     else:
-        parsed = pd.to_datetime(_text(raw), errors="coerce", format="mixed", utc=True)
+        text = _text(raw)
+        # ISO 8601 parses vectorised; only what it rejects goes through the slow per-value parser.
+        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+        retry = parsed.isna() & text.notna()
+        if retry.any():
+            parsed = parsed.where(
+                ~retry, pd.to_datetime(text.where(retry), errors="coerce", format="mixed", utc=True)
+            )
     if getattr(parsed.dt, "tz", None) is not None:  # aware -> UTC, then naive (the convention)
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     check.fail(column, (parsed.isna() & raw.notna()).to_numpy(), raw, "unparsable date/time")

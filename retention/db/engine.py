@@ -7,6 +7,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+SQLITE_CACHE_KIB = 256 * 1024  # page cache per connection (SQLite's default is 2 MiB)
+
 
 def create_db_engine(url: str) -> Engine:
     """Create an engine; for SQLite, create its folder and enforce foreign keys.
@@ -32,4 +34,5 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 (DB-API 
     cursor.execute("PRAGMA foreign_keys=ON")
     # WAL lets readers (Airflow tasks, the API) work while a load writes.
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")  # bulk loads touch many index pages
     cursor.close()

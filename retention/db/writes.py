@@ -46,7 +46,8 @@ def write_frame(connection: Connection, table: Table, frame: pd.DataFrame, mode:
         raise ValueError(f"{table.name}: frame lacks key columns {missing}")
     dialect = connection.dialect.name
     sql = _insert_sql(connection, table, columns, key, mode)
-    rows = _driver_rows(frame[columns], table, dialect)
+    # Key order turns random B-tree inserts (content-hash keys) into appends: several times faster.
+    rows = _driver_rows(frame[columns].sort_values(key), table, dialect)
     cursor = connection.connection.cursor()
     try:
         if dialect == "sqlite":

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from pipelines.ingest import IngestError, IngestRequest, ingest, parse_mapping
 from retention.contract import ContractError
-from retention.db.models import Customer, Load, Order
+from retention.db.models import Customer, Event, Load, Order
 from retention.params import IngestParams, load_params
 from tests.conftest import ROOT, SHARED_DATA, table_counts
 
@@ -160,3 +160,35 @@ def test_malformed_public_files_are_rejected(engine, tmp_path: Path, ingest_para
     with pytest.raises(IngestError, match="file not found"):
         ingest(engine, IngestRequest(tmp_path / "nope.csv"), ingest_params)
     assert sum(table_counts(engine).values()) == 0
+
+
+def test_parquet_event_logs_load_and_report_row_numbers(
+    engine, tmp_path: Path, ingest_params: IngestParams
+) -> None:  # noqa: ANN001
+    good = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2"],
+            "item_id": ["i1", "i2"],
+            "ts": pd.to_datetime(["2024-05-01 10:00", "2024-05-02 11:00"]).tz_localize("Europe/Berlin"),
+            "quantity": [1, 3],
+            "price": [2.5, 4.0],
+        }
+    )
+    good.to_parquet(tmp_path / "events.parquet")
+    ingest(engine, IngestRequest(tmp_path / "events.parquet"), ingest_params)
+    assert table_counts(engine)["events"] == 2
+    good.assign(quantity=[1, 0]).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ContractError, match="bad.parquet: column 'quantity': must be >= 1 at row 2"):
+        ingest(engine, IngestRequest(tmp_path / "bad.parquet"), ingest_params)
+
+
+def test_dates_in_several_formats_parse(engine, tmp_path: Path, ingest_params: IngestParams) -> None:  # noqa: ANN001
+    path = _write(
+        tmp_path,
+        "dates.csv",
+        "user_id,item_id,ts\nu1,i1,2024-05-01\nu1,i2,05/03/2024 14:00\nu1,i3,2024-05-04T08:00:00Z",
+    )
+    ingest(engine, IngestRequest(path), ingest_params)
+    with engine.connect() as connection:
+        stamps = sorted(str(r.ts) for r in connection.execute(select(Event.ts)))
+    assert stamps == ["2024-05-01 00:00:00", "2024-05-03 14:00:00", "2024-05-04 08:00:00"]

@@ -16,14 +16,11 @@ import platform
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
-
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from pipelines.simulate import build_world, simulate, simulate_days
 from retention.db import create_db_engine, upgrade
+from retention.db.scratch import private_schema
 from retention.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,21 +57,6 @@ def stored(url: str, params, days: int) -> dict:  # noqa: ANN001
     }
 
 
-def postgres_schema_url() -> tuple[str, callable]:
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-
-    def drop() -> None:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False), drop
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=100_000)
@@ -94,11 +76,8 @@ def main() -> None:
         print("storing into SQLite ...", flush=True)
         sqlite = stored(f"sqlite:///{folder}/bench.db", small, args.days)
     print("storing into PostgreSQL ...", flush=True)
-    url, drop = postgres_schema_url()
-    try:
+    with private_schema(POSTGRES_URL, prefix="bench") as url:
         postgres = stored(url, small, args.days)
-    finally:
-        drop()
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "generation": {"customers": args.customers, "days": args.days, **gen},

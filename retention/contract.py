@@ -6,7 +6,6 @@ the column, the offending row numbers and the reason, so one run tells the user 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -274,6 +273,3 @@ def _booleans(check: Checker, frame: pd.DataFrame, column: str, default: bool) -
 def _no_duplicate_keys(check: Checker, out: pd.DataFrame, key: str, column: str) -> None:
     duplicated = out[key].duplicated(keep=False) & out[key].notna()
     check.fail(column, duplicated.to_numpy(), out[key], "duplicate key")
-
-
-Validator = Callable[[Checker, pd.DataFrame], pd.DataFrame]

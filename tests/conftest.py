@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from retention.db import create_db_engine, upgrade
+from retention.db.scratch import private_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -34,20 +34,11 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A URL whose connections use a fresh, private schema of the test PostgreSQL database."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
     try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as error:  # a clear failure, not a skip: the data layer must run on PostgreSQL
+        with private_schema(POSTGRES_URL, prefix="test") as url:
+            yield url
+    except OperationalError as error:  # a clear failure, not a skip: the data layer must run on PostgreSQL
         pytest.fail(f"PostgreSQL at {POSTGRES_URL} is needed for this test: {error}")
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

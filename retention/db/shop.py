@@ -15,8 +15,6 @@ from sqlalchemy import Connection, insert
 from retention.db.models import Customer, Event, Load, Order, Product, Review
 from retention.db.writes import write_frame
 
-EMPTY = pd.DataFrame()
-
 
 @dataclass(frozen=True)
 class ShopBatch:
@@ -30,18 +28,13 @@ class ShopBatch:
         orders, events, reviews: immutable facts; keys already stored are skipped.
     """
 
-    customers: pd.DataFrame = field(default_factory=lambda: EMPTY)
-    products: pd.DataFrame = field(default_factory=lambda: EMPTY)
+    customers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    products: pd.DataFrame = field(default_factory=pd.DataFrame)
     customer_stubs: pd.Index = field(default_factory=lambda: pd.Index([]))
     product_stubs: pd.Index = field(default_factory=lambda: pd.Index([]))
-    orders: pd.DataFrame = field(default_factory=lambda: EMPTY)
-    events: pd.DataFrame = field(default_factory=lambda: EMPTY)
-    reviews: pd.DataFrame = field(default_factory=lambda: EMPTY)
-
-    def row_count(self) -> int:
-        """Rows of facts and full records in the batch (stubs not counted)."""
-        frames = (self.customers, self.products, self.orders, self.events, self.reviews)
-        return sum(len(f) for f in frames)
+    orders: pd.DataFrame = field(default_factory=pd.DataFrame)
+    events: pd.DataFrame = field(default_factory=pd.DataFrame)
+    reviews: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def write_shop_batch(connection: Connection, batch: ShopBatch, now: datetime) -> dict[str, int]:

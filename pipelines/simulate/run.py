@@ -104,14 +104,14 @@ def simulate(
     if state is None:
         _write_truth(world, state_dir)
 
-    generated = {"customers": 0, "products": 0, "orders": 0, "events": 0, "reviews": 0}
+    generated = dict.fromkeys(ShopBatch().frames(), 0)
     inserted = dict.fromkeys(generated, 0)
     for chunk_from in range(day_from, day_to, params.chunk_days):
         chunk_to = min(chunk_from + params.chunk_days, day_to)
         batch = _chunk_batch(world, chunk_from, chunk_to, first=chunk_from == day_from)
         with engine.begin() as connection:
             counts = write_shop_batch(connection, batch, utc_now())
-        for table, frame in _frames(batch).items():
+        for table, frame in batch.frames().items():
             generated[table] += len(frame)
             inserted[table] += counts[table]
         log.info(
@@ -183,16 +183,6 @@ def _chunk_batch(world: World, day_from: int, day_to: int, first: bool) -> ShopB
         events=pd.concat([d.events for d in days], ignore_index=True),
         reviews=pd.concat([d.reviews for d in days], ignore_index=True),
     )
-
-
-def _frames(batch: ShopBatch) -> dict[str, pd.DataFrame]:
-    return {
-        "customers": batch.customers,
-        "products": batch.products,
-        "orders": batch.orders,
-        "events": batch.events,
-        "reviews": batch.reviews,
-    }
 
 
 def _fingerprint(params: SimulateParams, day_from: int, day_to: int) -> str:

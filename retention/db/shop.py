@@ -36,6 +36,16 @@ class ShopBatch:
     events: pd.DataFrame = field(default_factory=pd.DataFrame)
     reviews: pd.DataFrame = field(default_factory=pd.DataFrame)
 
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """The batch's full records and facts by table name (stubs excluded)."""
+        return {
+            "customers": self.customers,
+            "products": self.products,
+            "orders": self.orders,
+            "events": self.events,
+            "reviews": self.reviews,
+        }
+
 
 def write_shop_batch(connection: Connection, batch: ShopBatch, now: datetime) -> dict[str, int]:
     """Store a batch; returns rows inserted or changed per table (zero everywhere on a re-run)."""

@@ -31,7 +31,8 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations are routine, not news
+    for routine in ("alembic", "great_expectations"):  # migrations and GX internals are not news
+        logging.getLogger(routine).setLevel(logging.WARNING)
 
 
 def _context() -> tuple[Settings, Params]:
@@ -175,6 +176,61 @@ def summary(
 
 
 @app.command()
+def extract(
+    start: Annotated[str, typer.Option(help="First day to extract, YYYY-MM-DD.")],
+    end: Annotated[
+        str | None, typer.Option(help="Day after the last one, YYYY-MM-DD (default: start + 1 day).")
+    ] = None,
+) -> None:
+    """Extract, validate and publish each day in [start, end) into the warehouse (a backfill).
+
+    Stops at the first quarantined day, naming its failed expectations and Data Docs page.
+    """
+    from datetime import date, datetime, timedelta
+
+    from pipelines.extract import BatchRejected, run_interval
+
+    settings, _ = _context()
+    try:
+        first = date.fromisoformat(start)
+        last = date.fromisoformat(end) if end else first + timedelta(days=1)
+    except ValueError as error:
+        _fail(f"--start/--end must be YYYY-MM-DD: {error}")
+    if last <= first:
+        _fail(f"--end {last} must be after --start {first}")
+    for offset in range((last - first).days):
+        day = datetime.combine(first + timedelta(days=offset), datetime.min.time())
+        try:
+            changed = run_interval(day, day + timedelta(days=1), settings)
+        except BatchRejected as error:
+            _fail(str(error))
+        typer.echo(f"{day.date()}: published; new or changed rows: {_counts(changed)}")
+
+
+@app.command()
+def suites(
+    check: Annotated[
+        bool, typer.Option("--check", help="Fail if the committed suites differ from the code's.")
+    ] = False,
+) -> None:
+    """Write the Great Expectations suites (generated from code) into great_expectations/."""
+    from pipelines.extract import build_suites
+    from retention.quality import QualityService
+
+    settings, _ = _context()
+    quality = QualityService(settings.gx_dir)
+    wanted = build_suites()
+    if check:
+        stale = quality.stale_suites(wanted)
+        if stale:
+            _fail(f"GX suites out of date: {', '.join(stale)}; run `retention suites`")
+        typer.echo(f"{len(wanted)} suites up to date")
+        return
+    changed = quality.write_suites(wanted)
+    typer.echo(f"{len(changed)} of {len(wanted)} suites written to {quality.suites_root}")
+
+
+@app.command()
 def run() -> None:
     """The main job on the embedded defaults: migrate, simulate the shop of params.yaml, summarise.
 
@@ -189,6 +245,11 @@ def run() -> None:
 
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{table} {n:,}" for table, n in counts.items())
+
+
+from feature_store.sentiment_cli import app as sentiment_app  # noqa: E402 (sub-apps after the commands)
+
+app.add_typer(sentiment_app, name="sentiment")
 
 
 if __name__ == "__main__":

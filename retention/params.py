@@ -101,11 +101,80 @@ class IngestParams(_Strict):
     max_reported_rows: int = Field(ge=1)
 
 
+class NullShares(_Strict):
+    """Warning-level null shares tolerated in optional columns."""
+
+    price: float = Field(ge=0, le=1)
+    order_id: float = Field(ge=0, le=1)
+    review_text: float = Field(ge=0, le=1)
+
+
+class ExtractParams(_Strict):
+    """Parameters of the extraction DAG and its validation suites."""
+
+    lateness_hours: int = Field(ge=0)
+    volume_window: int = Field(ge=1)
+    volume_min_history: int = Field(ge=1)
+    volume_band: tuple[float, float]
+    price_max: float = Field(gt=0)
+    quantity_max: int = Field(ge=1)
+    max_null_share: NullShares
+    quarantine_max_rows: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _band(self) -> ExtractParams:
+        low, high = self.volume_band
+        if not 0 <= low < 1 < high:
+            raise ValueError(f"volume_band must satisfy 0 <= low < 1 < high, got {list(self.volume_band)}")
+        return self
+
+
+class FeatureParams(_Strict):
+    """Parameters of the feature store."""
+
+    windows_days: list[int] = Field(min_length=1)
+    trend_days: int = Field(ge=1)
+    rfm_quantiles: int = Field(ge=2, le=10)
+    sequence_length: int = Field(ge=1)
+    horizon_days: int = Field(ge=1)
+    training_cutoffs: int = Field(ge=1)
+    history_days: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _windows(self) -> FeatureParams:
+        if min(self.windows_days) < 1 or len(set(self.windows_days)) != len(self.windows_days):
+            raise ValueError("windows_days must be distinct positive day counts")
+        if max(self.windows_days) > self.history_days or 2 * self.trend_days > self.history_days:
+            raise ValueError("history_days must cover the longest window and twice trend_days")
+        return self
+
+
+class SentimentParams(_Strict):
+    """Parameters of the review sentiment model."""
+
+    positive_min_rating: int = Field(ge=1, le=5)
+    negative_max_rating: int = Field(ge=1, le=5)
+    holdout_share: float = Field(gt=0, lt=1)
+    regularisation: float = Field(gt=0)
+    min_reviews: int = Field(ge=2)
+    batch_size: int = Field(ge=1)
+    seed: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _labels(self) -> SentimentParams:
+        if self.negative_max_rating >= self.positive_min_rating:
+            raise ValueError("negative_max_rating must be below positive_min_rating")
+        return self
+
+
 class Params(_Strict):
     """All of params.yaml."""
 
     simulate: SimulateParams
     ingest: IngestParams
+    extract: ExtractParams
+    features: FeatureParams
+    sentiment: SentimentParams
 
 
 class ParamsError(ValueError):

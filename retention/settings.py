@@ -60,6 +60,16 @@ class Settings:
         """Folder of the shop simulator's state and ground truth."""
         return self.home / "simulator"
 
+    @property
+    def staging_dir(self) -> Path:
+        """Folder of staged extraction batches (one subfolder per data interval)."""
+        return self.home / "staging"
+
+    @property
+    def gx_dir(self) -> Path:
+        """Great Expectations runtime context: validation results and Data Docs."""
+        return self.home / "gx"
+
     def describe(self) -> dict[str, str]:
         """Settings for display, with any password in a URL masked."""
         return {

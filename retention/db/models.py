@@ -147,3 +147,7 @@ class Load(Base):
     rows_read: Mapped[int] = mapped_column(BigInteger)
     rows_inserted: Mapped[int] = mapped_column(BigInteger)
     detail: Mapped[dict] = mapped_column(JSON)  # per-table counts, or the rejection reasons
+
+
+# The platform's warehouse, batch and feature tables share this metadata (imported for its effect).
+from retention.db import warehouse  # noqa: E402, F401

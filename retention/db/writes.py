@@ -24,7 +24,13 @@ SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # the text format SQLAlchemy itself st
 Mode = Literal["insert_new", "upsert"]
 
 
-def write_frame(connection: Connection, table: Table, frame: pd.DataFrame, mode: Mode) -> int:
+def write_frame(
+    connection: Connection,
+    table: Table,
+    frame: pd.DataFrame,
+    mode: Mode,
+    bookkeeping: Sequence[str] = ("updated_at",),
+) -> int:
     """Write `frame` into `table` keyed on its primary key.
 
     Args:
@@ -33,6 +39,8 @@ def write_frame(connection: Connection, table: Table, frame: pd.DataFrame, mode:
         frame: the rows, one per key (duplicate keys are an error of the caller).
         mode: "insert_new" skips keys already stored; "upsert" also updates stored rows whose
             values differ (rows that are identical are left untouched and not counted).
+        bookkeeping: columns that are rewritten along with a change but never count as one
+            (the shop's write time; the warehouse's batch id).
 
     Returns:
         The number of rows inserted or changed.
@@ -45,7 +53,7 @@ def write_frame(connection: Connection, table: Table, frame: pd.DataFrame, mode:
     if missing:
         raise ValueError(f"{table.name}: frame lacks key columns {missing}")
     dialect = connection.dialect.name
-    sql = _insert_sql(connection, table, columns, key, mode)
+    sql = _insert_sql(connection, table, columns, key, mode, bookkeeping)
     # Key order turns random B-tree inserts (content-hash keys) into appends: several times faster.
     rows = _driver_rows(frame[columns].sort_values(key), table, dialect)
     cursor = connection.connection.cursor()
@@ -65,7 +73,12 @@ def write_frame(connection: Connection, table: Table, frame: pd.DataFrame, mode:
 
 
 def _insert_sql(
-    connection: Connection, table: Table, columns: Sequence[str], key: Sequence[str], mode: Mode
+    connection: Connection,
+    table: Table,
+    columns: Sequence[str],
+    key: Sequence[str],
+    mode: Mode,
+    bookkeeping: Sequence[str],
 ) -> str:
     quote = connection.dialect.identifier_preparer.quote
     names = ", ".join(quote(c) for c in columns)
@@ -75,8 +88,8 @@ def _insert_sql(
         values, distinct = f"SELECT {names} FROM {{stage}}", "IS DISTINCT FROM"
     target = quote(table.name)
     sql = f"INSERT INTO {target} ({names}) {values} ON CONFLICT ({', '.join(map(quote, key))}) "
-    # `updated_at` changes on every write, so it must not make an identical row count as changed.
-    compared = [c for c in columns if c not in key and c != "updated_at"]
+    # Bookkeeping columns change on every write, so they must not make an identical row count as changed.
+    compared = [c for c in columns if c not in key and c not in bookkeeping]
     if mode == "insert_new" or not compared:
         return sql + "DO NOTHING"
     assignments = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns if c not in key)

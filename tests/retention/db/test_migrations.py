@@ -8,7 +8,19 @@ from retention.db import create_db_engine, upgrade
 from retention.db.migrate import current_revision, downgrade, head_revision
 from retention.db.models import Base
 
-TABLES = {"customers", "products", "events", "orders", "reviews", "platform_loads"}
+TABLES = {
+    "customers",
+    "products",
+    "events",
+    "orders",
+    "reviews",
+    "platform_loads",
+    "wh_events",
+    "platform_batches",
+    "platform_quarantine",
+    "review_sentiment",
+    "online_features",
+}
 
 
 def test_upgrade_creates_the_schema_and_is_idempotent(database_url: str) -> None:

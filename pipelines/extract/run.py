@@ -1,0 +1,72 @@
+"""Entry points of the extraction DAG's tasks and of `retention extract`: one interval, three steps."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from pipelines.extract.batch import Interval, extract
+from pipelines.extract.publish import publish
+from pipelines.extract.validate import validate
+from retention.db import create_db_engine, upgrade
+from retention.params import Params, load_params
+from retention.quality import QualityService
+from retention.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """Airflow hands aware datetimes; every timestamp column is naive UTC."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+@contextmanager
+def _session(settings: Settings | None) -> Iterator[tuple[Settings, Params, Engine]]:
+    settings = settings or Settings.from_env()
+    params = load_params(settings.params_path)
+    upgrade(settings.database_url)
+    engine = create_db_engine(settings.database_url)
+    try:
+        yield settings, params, engine
+    finally:
+        engine.dispose()
+
+
+def task_extract(start: datetime, end: datetime, settings: Settings | None = None) -> str:
+    """Stage the interval's batch; returns the batch folder (an XCom-friendly string)."""
+    with _session(settings) as (settings, params, engine):
+        interval = Interval(naive_utc(start), naive_utc(end))
+        batch_dir = extract(engine, interval, params.extract, settings.staging_dir)
+    log.info("extracted batch %s into %s", interval.batch_id, batch_dir)
+    return str(batch_dir)
+
+
+def task_validate(batch_dir: str, settings: Settings | None = None) -> dict:
+    """Validate a staged batch (raises BatchRejected after quarantining it); returns the outcome."""
+    with _session(settings) as (settings, params, engine):
+        outcome = validate(engine, Path(batch_dir), params.extract, QualityService(settings.gx_dir))
+    for warning in outcome.warnings:
+        log.warning("batch %s: %s", outcome.batch_id, warning)
+    return asdict(outcome)
+
+
+def task_publish(batch_dir: str, settings: Settings | None = None) -> dict[str, int]:
+    """Publish a validated batch; returns rows new or changed per warehouse table."""
+    with _session(settings) as (_, _, engine):
+        changed = publish(engine, Path(batch_dir))
+    log.info("published %s: %s", Path(batch_dir).name, changed)
+    return changed
+
+
+def run_interval(start: datetime, end: datetime, settings: Settings | None = None) -> dict[str, int]:
+    """Extract, validate and publish one interval (the CLI's `retention extract`)."""
+    batch_dir = task_extract(start, end, settings)
+    task_validate(batch_dir, settings)
+    return task_publish(batch_dir, settings)

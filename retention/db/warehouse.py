@@ -1,0 +1,111 @@
+"""The platform's own tables: validated warehouse copies of the shop tables, batches, quarantine, features.
+
+The warehouse tables (`wh_<shop table>`) hold exactly the columns of their shop table plus the
+`batch_id` that last wrote each row. They carry no foreign keys or CHECK constraints: the Great
+Expectations suites are the gate, and a row only arrives here after its batch passed them.
+Downstream (features, training, campaigns) reads only these tables, never the shop's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column, DateTime, Float, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from retention.db.models import ID, Base, Customer, Event, Order, Product, Review
+
+SHOP_MODELS = {
+    "customers": Customer,
+    "products": Product,
+    "orders": Order,
+    "events": Event,
+    "reviews": Review,
+}
+# Business-time column of each fact table (dimension tables have none and are extracted by updated_at).
+FACT_TIME = {"events": "ts", "orders": "ts", "reviews": "ts"}
+
+
+def _warehouse_table(name: str, model: type[Base], indexes: list[tuple[str, ...]]) -> Table:
+    columns = [
+        Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+        for c in model.__table__.columns
+    ]
+    table_name = f"wh_{name}"
+    return Table(
+        table_name,
+        Base.metadata,
+        *columns,
+        Column("batch_id", ID, nullable=False),
+        *(Index(f"ix_{table_name}_{'_'.join(cols)}", *cols) for cols in indexes),
+    )
+
+
+WAREHOUSE: dict[str, Table] = {
+    "customers": _warehouse_table("customers", Customer, [("updated_at",)]),
+    "products": _warehouse_table("products", Product, [("updated_at",)]),
+    "orders": _warehouse_table("orders", Order, [("customer_id", "ts"), ("ts",)]),
+    "events": _warehouse_table("events", Event, [("customer_id", "ts"), ("ts",)]),
+    "reviews": _warehouse_table("reviews", Review, [("customer_id", "ts"), ("ts",)]),
+}
+
+
+class Batch(Base):
+    """One extraction attempt per data interval: its outcome, counts and validation summary.
+
+    A rerun of the same interval updates its row (attempts + 1) instead of adding one.
+    """
+
+    __tablename__ = "platform_batches"
+
+    batch_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    interval_start: Mapped[datetime] = mapped_column(DateTime, index=True)
+    interval_end: Mapped[datetime] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(16))  # "published" or "quarantined"
+    attempts: Mapped[int] = mapped_column(Integer)
+    finished_at: Mapped[datetime] = mapped_column(DateTime)
+    interval_events: Mapped[int] = mapped_column(Integer)  # events with ts inside the interval
+    rows_read: Mapped[dict] = mapped_column(JSON)  # per table: rows in the extracted batch
+    rows_changed: Mapped[dict] = mapped_column(JSON)  # per table: rows new or changed in the warehouse
+    failed: Mapped[list] = mapped_column(JSON)  # critical expectations that failed
+    warnings: Mapped[list] = mapped_column(JSON)  # warning-level expectations that failed
+    docs_url: Mapped[str | None] = mapped_column(Text)  # GX Data Docs page of this validation
+
+
+class Quarantine(Base):
+    """Rows of a batch that failed validation, with the validation result; never published."""
+
+    __tablename__ = "platform_quarantine"
+    __table_args__ = (UniqueConstraint("batch_id", "table_name"),)
+
+    quarantine_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ID, index=True)
+    table_name: Mapped[str] = mapped_column(String(32))
+    quarantined_at: Mapped[datetime] = mapped_column(DateTime)
+    n_rows: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[list] = mapped_column(JSON)  # names of the failed critical expectations
+    validation: Mapped[dict] = mapped_column(JSON)  # the GX validation result of this table
+    rows: Mapped[str] = mapped_column(Text)  # the batch rows as JSON records (ISO timestamps)
+
+
+class ReviewSentiment(Base):
+    """Sentiment score of one review text, computed once by a frozen model version."""
+
+    __tablename__ = "review_sentiment"
+
+    review_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    score: Mapped[float] = mapped_column(Float)  # P(positive) in [0, 1]
+    model_version: Mapped[str] = mapped_column(String(64))
+    scored_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class OnlineFeatures(Base):
+    """Online store: the latest feature vector of each customer, read by serving."""
+
+    __tablename__ = "online_features"
+
+    customer_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(DateTime)
+    feature_version: Mapped[str] = mapped_column(String(64))  # hash of the feature definitions
+    features: Mapped[dict] = mapped_column(JSON)  # {feature name: value}
+    updated_at: Mapped[datetime] = mapped_column(DateTime)

@@ -10,6 +10,7 @@ Re-extracting an interval gives the same batch; publishing upserts, so a rerun c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import uuid
@@ -105,10 +106,8 @@ def canonical(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     for column in SHOP_MODELS[table].__table__.columns:
         if column.name not in frame:
             continue
-        try:
+        with contextlib.suppress(TypeError, ValueError):
             frame[column.name] = frame[column.name].astype(CANONICAL_DTYPE[pandas_type(column.type)])
-        except (TypeError, ValueError):
-            pass
     return frame
 
 

@@ -28,7 +28,8 @@ def naive_utc(moment: datetime) -> datetime:
 
 
 @contextmanager
-def _session(settings: Settings | None) -> Iterator[tuple[Settings, Params, Engine]]:
+def session(settings: Settings | None) -> Iterator[tuple[Settings, Params, Engine]]:
+    """Settings (from the environment unless given), validated params and the migrated database."""
     settings = settings or Settings.from_env()
     params = load_params(settings.params_path)
     upgrade(settings.database_url)
@@ -41,7 +42,7 @@ def _session(settings: Settings | None) -> Iterator[tuple[Settings, Params, Engi
 
 def task_extract(start: datetime, end: datetime, settings: Settings | None = None) -> str:
     """Stage the interval's batch; returns the batch folder (an XCom-friendly string)."""
-    with _session(settings) as (settings, params, engine):
+    with session(settings) as (settings, params, engine):
         interval = Interval(naive_utc(start), naive_utc(end))
         batch_dir = extract(engine, interval, params.extract, settings.staging_dir)
     log.info("extracted batch %s into %s", interval.batch_id, batch_dir)
@@ -50,7 +51,7 @@ def task_extract(start: datetime, end: datetime, settings: Settings | None = Non
 
 def task_validate(batch_dir: str, settings: Settings | None = None) -> dict:
     """Validate a staged batch (raises BatchRejected after quarantining it); returns the outcome."""
-    with _session(settings) as (settings, params, engine):
+    with session(settings) as (settings, params, engine):
         outcome = validate(engine, Path(batch_dir), params.extract, QualityService(settings.gx_dir))
     for warning in outcome.warnings:
         log.warning("batch %s: %s", outcome.batch_id, warning)
@@ -59,7 +60,7 @@ def task_validate(batch_dir: str, settings: Settings | None = None) -> dict:
 
 def task_publish(batch_dir: str, settings: Settings | None = None) -> dict[str, int]:
     """Publish a validated batch; returns rows new or changed per warehouse table."""
-    with _session(settings) as (_, _, engine):
+    with session(settings) as (_, _, engine):
         changed = publish(engine, Path(batch_dir))
     log.info("published %s: %s", Path(batch_dir).name, changed)
     return changed

@@ -1,4 +1,4 @@
-"""DAGs under real Airflow: DagBag imports cleanly; shop_simulator runs and reruns idempotently."""
+"""DAGs under real Airflow: DagBag imports cleanly; the simulator and extraction DAGs run and rerun idempotently."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from retention.db import create_db_engine
 from tests.conftest import ROOT, table_counts
@@ -48,6 +49,9 @@ def test_dagbag_imports_without_errors(airflow_env: dict[str, str]) -> None:
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["errors"] == {}
     assert report["dags"]["shop_simulator"] == ["simulate_interval"]
+    assert report["dags"]["shop_extract"] == sorted(
+        ["extract", "validate", "publish", "score_reviews", "refresh_online_features"]
+    )
 
 
 def test_shop_simulator_runs_its_interval_once(airflow_env: dict[str, str], isolated_env: Path) -> None:
@@ -59,5 +63,40 @@ def test_shop_simulator_runs_its_interval_once(airflow_env: dict[str, str], isol
         assert first["events"] > 0 and first["customers"] > 0
         _run([str(BIN / "airflow"), "dags", "test", "shop_simulator", "2026-01-05"], airflow_env)
         assert table_counts(engine) == first  # same interval again: nothing new
+    finally:
+        engine.dispose()
+
+
+def _warehouse(engine) -> dict:  # noqa: ANN001
+    with engine.connect() as connection:
+        counts = {
+            t: connection.execute(text(f"SELECT count(*) FROM wh_{t}")).scalar_one()
+            for t in ("events", "customers")
+        }
+        counts["online"] = connection.execute(text("SELECT count(*) FROM online_features")).scalar_one()
+        counts["batches"] = connection.execute(
+            text("SELECT batch_id, status, attempts FROM platform_batches ORDER BY batch_id")
+        ).all()
+    return counts
+
+
+def test_shop_extract_publishes_refreshes_features_and_reruns_idempotently(
+    airflow_env: dict[str, str], isolated_env: Path
+) -> None:
+    _run([str(BIN / "retention"), "simulate", "--customers", "150", "--days", "6"], airflow_env)
+    _run([str(BIN / "airflow"), "db", "migrate"], airflow_env)
+    _run([str(BIN / "airflow"), "dags", "test", "shop_extract", "2026-01-03"], airflow_env)
+    engine = create_db_engine(f"sqlite:///{isolated_env / 'retention.db'}")
+    try:
+        first = _warehouse(engine)
+        assert first["events"] > 0 and first["customers"] == 150
+        assert first["online"] > 0  # the online store was refreshed after the publish
+        assert [(b, s) for b, s, _ in first["batches"]] == [("20260103T0000-20260104T0000", "published")]
+        _run([str(BIN / "airflow"), "dags", "test", "shop_extract", "2026-01-03"], airflow_env)
+        again = _warehouse(engine)
+        assert {k: v for k, v in again.items() if k != "batches"} == {
+            k: v for k, v in first.items() if k != "batches"
+        }
+        assert again["batches"][0][2] == 2  # same interval: one batch row, a second attempt
     finally:
         engine.dispose()

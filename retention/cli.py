@@ -214,12 +214,13 @@ def suites(
     ] = False,
 ) -> None:
     """Write the Great Expectations suites (generated from code) into great_expectations/."""
+    from feature_store import feature_suites
     from pipelines.extract import build_suites
     from retention.quality import QualityService
 
-    settings, _ = _context()
+    settings, params = _context()
     quality = QualityService(settings.gx_dir)
-    wanted = build_suites()
+    wanted = {**build_suites(), **feature_suites(params.features)}
     if check:
         stale = quality.stale_suites(wanted)
         if stale:
@@ -250,6 +251,9 @@ def _counts(counts: dict[str, int]) -> str:
 from feature_store.sentiment_cli import app as sentiment_app  # noqa: E402 (sub-apps after the commands)
 
 app.add_typer(sentiment_app, name="sentiment")
+from feature_store.cli import app as features_app  # noqa: E402
+
+app.add_typer(features_app, name="features")
 
 
 if __name__ == "__main__":

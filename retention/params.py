@@ -139,6 +139,8 @@ class FeatureParams(_Strict):
     horizon_days: int = Field(ge=1)
     training_cutoffs: int = Field(ge=1)
     history_days: int = Field(ge=1)
+    activity_days: int = Field(ge=1)
+    discount_tolerance: float = Field(ge=0, lt=1)
 
     @model_validator(mode="after")
     def _windows(self) -> FeatureParams:
@@ -146,6 +148,8 @@ class FeatureParams(_Strict):
             raise ValueError("windows_days must be distinct positive day counts")
         if max(self.windows_days) > self.history_days or 2 * self.trend_days > self.history_days:
             raise ValueError("history_days must cover the longest window and twice trend_days")
+        if self.activity_days > self.history_days:
+            raise ValueError("history_days must cover activity_days")
         return self
 
 

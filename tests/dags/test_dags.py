@@ -91,12 +91,37 @@ def test_shop_extract_publishes_refreshes_features_and_reruns_idempotently(
         first = _warehouse(engine)
         assert first["events"] > 0 and first["customers"] == 150
         assert first["online"] > 0  # the online store was refreshed after the publish
-        assert [(b, s) for b, s, _ in first["batches"]] == [("20260103T0000-20260104T0000", "published")]
+        # The run of logical date 2026-01-03 covers the day that ends then.
+        assert [(b, s) for b, s, _ in first["batches"]] == [("20260102T0000-20260103T0000", "published")]
         _run([str(BIN / "airflow"), "dags", "test", "shop_extract", "2026-01-03"], airflow_env)
         again = _warehouse(engine)
         assert {k: v for k, v in again.items() if k != "batches"} == {
             k: v for k, v in first.items() if k != "batches"
         }
         assert again["batches"][0][2] == 2  # same interval: one batch row, a second attempt
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_30_day_backfill_through_airflow_publishes_every_day(
+    airflow_env: dict[str, str], isolated_env: Path
+) -> None:
+    _run([str(BIN / "retention"), "simulate", "--customers", "300", "--days", "31"], airflow_env)
+    _run([str(BIN / "airflow"), "db", "migrate"], airflow_env)
+    for day in range(2, 32):  # logical dates 01-02 .. 01-31 cover the days 01-01 .. 01-30
+        _run([str(BIN / "airflow"), "dags", "test", "shop_extract", f"2026-01-{day:02d}"], airflow_env)
+    engine = create_db_engine(f"sqlite:///{isolated_env / 'retention.db'}")
+    try:
+        with engine.connect() as connection:
+            statuses = connection.execute(
+                text("SELECT status, count(*) FROM platform_batches GROUP BY status")
+            ).all()
+            source = connection.execute(
+                text("SELECT count(*) FROM events WHERE ts < '2026-01-31'")
+            ).scalar_one()
+            stored = connection.execute(text("SELECT count(*) FROM wh_events")).scalar_one()
+        assert statuses == [("published", 30)]
+        assert stored == source  # every event of the 30 days, late rows included, exactly once
     finally:
         engine.dispose()

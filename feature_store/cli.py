@@ -1,0 +1,148 @@
+"""`retention features`: list the feature registry, materialise features, training sets and sequences."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Feature store: definitions, offline materialisation, online store.", no_args_is_help=True
+)
+
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
+AsOf = Annotated[
+    datetime, typer.Option("--as-of", formats=DATE_FORMATS, help="Point in time (UTC); rows before it only.")
+]
+Out = Annotated[Path, typer.Option("--out", help="Parquet file to write (replaced atomically).")]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _context(need_engine: bool = True):  # noqa: ANN202 (settings, params, engine)
+    from retention.db import create_db_engine, upgrade
+    from retention.params import ParamsError, load_params
+    from retention.settings import Settings
+
+    settings = Settings.from_env()
+    try:
+        params = load_params(settings.params_path)
+    except ParamsError as error:
+        _fail(str(error))
+    if not need_engine:
+        return settings, params, None
+    upgrade(settings.database_url)
+    return settings, params, create_db_engine(settings.database_url)
+
+
+@app.command("list")
+def list_features(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the registry as JSON.")] = False,
+) -> None:
+    """Print the feature registry: name, dtype, window and description, and the feature version."""
+    from feature_store.definitions import feature_registry, feature_version
+
+    _, params, _ = _context(need_engine=False)
+    registry = feature_registry(params.features)
+    version = feature_version(params.features)
+    if as_json:
+        rows = [
+            {
+                "name": f.name,
+                "entity": f.entity,
+                "dtype": f.dtype,
+                "window_days": f.window_days,
+                "description": f.description,
+            }
+            for f in registry
+        ]
+        typer.echo(json.dumps({"feature_version": version, "features": rows}, indent=2))
+        return
+    width = max(len(f.name) for f in registry)
+    typer.echo(f"feature_version {version}: {len(registry)} features of entity customer")
+    for f in registry:
+        window = f"{f.window_days}d" if f.window_days else "-"
+        typer.echo(f"{f.name:<{width}}  {f.dtype:<7}  {window:>5}  {f.description}")
+
+
+@app.command()
+def materialize(as_of: AsOf, out: Out | None = None) -> None:
+    """Compute every active customer's features as of a date and write them to Parquet."""
+    from feature_store.checks import FeatureValidationError, checked_features
+    from feature_store.offline import materialize as run
+    from retention.quality import QualityService
+
+    settings, params, engine = _context()
+    target = out or settings.home / "features" / f"features_{as_of:%Y%m%dT%H%M%S}.parquet"
+    try:
+        features = checked_features(engine, as_of, params.features, QualityService(settings.gx_dir))
+        written = run(engine, as_of, params.features, target, features=features)
+    except FeatureValidationError as error:
+        _fail(str(error))
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"{written.rows:,} customers as of {as_of} (version {written.feature_version}) -> {written.path}"
+    )
+
+
+@app.command("training-set")
+def training_set(as_of: AsOf, out: Out) -> None:
+    """Write training rows (customer_id, cutoff, features, returned) for the cutoffs before a date."""
+    from feature_store.core import training_cutoffs
+    from feature_store.offline import training_set as build
+    from feature_store.offline import write_parquet
+
+    _, params, engine = _context()
+    try:
+        rows = build(engine, as_of, params.features)
+    finally:
+        engine.dispose()
+    written = write_parquet(rows, out, as_of, params.features)
+    cutoffs = ", ".join(f"{c:%Y-%m-%d}" for c in training_cutoffs(as_of, params.features))
+    rate = rows["returned"].mean() if len(rows) else float("nan")
+    typer.echo(f"{written.rows:,} rows, cutoffs {cutoffs}, returned rate {rate:.3f} -> {written.path}")
+
+
+@app.command()
+def sequences(as_of: AsOf, out: Out) -> None:
+    """Write the last `sequence_length` events of every customer before a date (long format)."""
+    from feature_store.offline import sequences_at, write_parquet
+
+    _, params, engine = _context()
+    try:
+        frame = sequences_at(engine, as_of, params.features)
+    finally:
+        engine.dispose()
+    written = write_parquet(frame, out, as_of, params.features)
+    typer.echo(f"{written.rows:,} events of {frame['customer_id'].nunique():,} customers -> {written.path}")
+
+
+@app.command("refresh-online")
+def refresh_online(
+    as_of: Annotated[
+        datetime | None,
+        typer.Option("--as-of", formats=DATE_FORMATS, help="Point in time (UTC); default: today 00:00 UTC."),
+    ] = None,
+) -> None:
+    """Replace the online store with every active customer's features as of a date."""
+    from feature_store.checks import FeatureValidationError, checked_features
+    from feature_store.online import refresh_online as refresh
+    from retention.quality import QualityService
+
+    settings, params, engine = _context()
+    when = as_of or datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
+    try:
+        features = checked_features(engine, when, params.features, QualityService(settings.gx_dir))
+        rows = refresh(engine, when, params.features, features=features)
+    except FeatureValidationError as error:
+        _fail(str(error))
+    finally:
+        engine.dispose()
+    typer.echo(f"online store: {rows:,} customers as of {when}")

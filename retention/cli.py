@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -181,10 +182,13 @@ def extract(
     end: Annotated[
         str | None, typer.Option(help="Day after the last one, YYYY-MM-DD (default: start + 1 day).")
     ] = None,
+    step_days: Annotated[
+        int, typer.Option(min=1, help="Days per interval (1 = the daily DAG's batches).")
+    ] = 1,
 ) -> None:
-    """Extract, validate and publish each day in [start, end) into the warehouse (a backfill).
+    """Extract, validate and publish the intervals of [start, end) into the warehouse (a backfill).
 
-    Stops at the first quarantined day, naming its failed expectations and Data Docs page.
+    Stops at the first quarantined interval, naming its failed expectations and Data Docs page.
     """
     from datetime import date, datetime, timedelta
 
@@ -192,19 +196,27 @@ def extract(
 
     settings, _ = _context()
     try:
-        first = date.fromisoformat(start)
-        last = date.fromisoformat(end) if end else first + timedelta(days=1)
+        first = datetime.combine(date.fromisoformat(start), datetime.min.time())
+        last = (
+            datetime.combine(date.fromisoformat(end), datetime.min.time())
+            if end
+            else first + timedelta(days=1)
+        )
     except ValueError as error:
         _fail(f"--start/--end must be YYYY-MM-DD: {error}")
     if last <= first:
-        _fail(f"--end {last} must be after --start {first}")
-    for offset in range((last - first).days):
-        day = datetime.combine(first + timedelta(days=offset), datetime.min.time())
+        _fail(f"--end {last.date()} must be after --start {first.date()}")
+    interval_start = first
+    while interval_start < last:
+        interval_end = min(interval_start + timedelta(days=step_days), last)
         try:
-            changed = run_interval(day, day + timedelta(days=1), settings)
+            changed = run_interval(interval_start, interval_end, settings)
         except BatchRejected as error:
             _fail(str(error))
-        typer.echo(f"{day.date()}: published; new or changed rows: {_counts(changed)}")
+        typer.echo(
+            f"{interval_start.date()} .. {interval_end.date()}: published; new or changed rows: {_counts(changed)}"
+        )
+        interval_start = interval_end
 
 
 @app.command()
@@ -233,15 +245,28 @@ def suites(
 
 @app.command()
 def run() -> None:
-    """The main job on the embedded defaults: migrate, simulate the shop of params.yaml, summarise.
+    """The main job on the embedded defaults: simulate the shop of params.yaml, then the data pipeline.
 
-    It grows into the whole pipeline (extraction, features, training, promotion, campaign).
+    Migrate, simulate, summarise; extract and validate the simulated period into the warehouse
+    (one batch: an initial load); train the sentiment head and score reviews; validate and write
+    the features to the online store. It grows into the whole pipeline (training,
+    promotion, campaign).
     """
-    settings, _ = _context()
+    from datetime import timedelta
+
+    from pipelines.features import task_refresh_online, task_score_reviews
+
+    settings, params = _context()
     typer.echo(f"home: {settings.home}")
     init()
     simulate()
     summary(json_out=settings.home / "reports" / "shop_summary.json")
+    shop = params.simulate
+    end = shop.start + timedelta(days=shop.days)
+    extract(start=str(shop.start), end=str(end), step_days=shop.days)
+    as_of = datetime.combine(end, datetime.min.time())
+    typer.echo(f"sentiment: {task_score_reviews(as_of, settings):,} reviews scored")
+    typer.echo(f"online store: {task_refresh_online(as_of, settings):,} customers as of {as_of.date()}")
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -11,7 +11,18 @@ from retention.cli import app
 from tests.conftest import SHARED_DATA
 
 runner = CliRunner()
-COMMANDS = ["init", "config", "simulate", "ingest", "summary", "run"]
+COMMANDS = [
+    "init",
+    "config",
+    "simulate",
+    "ingest",
+    "summary",
+    "extract",
+    "suites",
+    "features",
+    "sentiment",
+    "run",
+]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
@@ -32,6 +43,44 @@ def test_main_job_simulates_loads_and_summarises(isolated_env: Path, monkeypatch
     assert "customers" in summary.output and "funnel: cart/view" in summary.output
     appended = runner.invoke(app, ["simulate", "--days", "3", "--append"])
     assert "simulated 2026-01-15 .. 2026-01-17" in appended.output
+
+
+def test_main_job_runs_the_data_pipeline(
+    isolated_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+    from sqlalchemy import text
+
+    from retention.db import create_db_engine
+    from tests.conftest import ROOT
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["simulate"].update(customers=400, days=45)
+    small = tmp_path / "params.yaml"
+    small.write_text(yaml.safe_dump(params))
+    monkeypatch.setenv("RETENTION_PARAMS", str(small))
+
+    result = runner.invoke(app, ["run"])
+
+    assert result.exit_code == 0, result.output
+    engine = create_db_engine(f"sqlite:///{isolated_env / 'retention.db'}")
+    try:
+        with engine.connect() as connection:
+            count = lambda sql: connection.execute(text(sql)).scalar_one()  # noqa: E731
+            assert count("SELECT count(*) FROM wh_events") == count("SELECT count(*) FROM events") > 0
+            assert count("SELECT count(*) FROM platform_batches WHERE status = 'published'") == 1
+            assert count("SELECT count(*) FROM review_sentiment") > 0
+            online = count("SELECT count(*) FROM online_features")
+    finally:
+        engine.dispose()
+    assert online > 0 and f"online store: {online:,} customers as of 2026-02-15" in result.output
+
+
+def test_extract_rejects_bad_dates_with_exit_2() -> None:
+    result = runner.invoke(app, ["extract", "--start", "2026-02-30"])
+    assert result.exit_code == 2 and "YYYY-MM-DD" in result.output
+    result = runner.invoke(app, ["extract", "--start", "2026-02-03", "--end", "2026-02-01"])
+    assert result.exit_code == 2 and "must be after" in result.output
 
 
 def test_ingest_errors_exit_2_with_the_reason(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ test-slow: install  # exit 5 = no test is marked slow yet
 
 bench: install
 	$(BIN)/python benchmarks/simulator_throughput.py
+	$(BIN)/python benchmarks/feature_materialisation.py
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -104,6 +104,7 @@ def test_shop_extract_publishes_refreshes_features_and_reruns_idempotently(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # 30 full DAG runs, each a fresh Airflow process
 def test_a_30_day_backfill_through_airflow_publishes_every_day(
     airflow_env: dict[str, str], isolated_env: Path
 ) -> None:

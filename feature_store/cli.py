@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from retention.cli_context import fail, load_context, open_context
+
 app = typer.Typer(
     help="Feature store: definitions, offline materialisation, online store.", no_args_is_help=True
 )
@@ -20,27 +22,6 @@ AsOf = Annotated[
 Out = Annotated[Path, typer.Option("--out", help="Parquet file to write (replaced atomically).")]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
-
-
-def _context(need_engine: bool = True):  # noqa: ANN202 (settings, params, engine)
-    from retention.db import create_db_engine, upgrade
-    from retention.params import ParamsError, load_params
-    from retention.settings import Settings
-
-    settings = Settings.from_env()
-    try:
-        params = load_params(settings.params_path)
-    except ParamsError as error:
-        _fail(str(error))
-    if not need_engine:
-        return settings, params, None
-    upgrade(settings.database_url)
-    return settings, params, create_db_engine(settings.database_url)
-
-
 @app.command("list")
 def list_features(
     as_json: Annotated[bool, typer.Option("--json", help="Print the registry as JSON.")] = False,
@@ -48,7 +29,7 @@ def list_features(
     """Print the feature registry: name, dtype, window and description, and the feature version."""
     from feature_store.definitions import feature_registry, feature_version
 
-    _, params, _ = _context(need_engine=False)
+    _, params = load_context()
     registry = feature_registry(params.features)
     version = feature_version(params.features)
     if as_json:
@@ -78,13 +59,13 @@ def materialize(as_of: AsOf, out: Out | None = None) -> None:
     from feature_store.offline import materialize as run
     from retention.quality import QualityService
 
-    settings, params, engine = _context()
+    settings, params, engine = open_context()
     target = out or settings.home / "features" / f"features_{as_of:%Y%m%dT%H%M%S}.parquet"
     try:
         features = checked_features(engine, as_of, params.features, QualityService(settings.gx_dir))
         written = run(engine, as_of, params.features, target, features=features)
     except FeatureValidationError as error:
-        _fail(str(error))
+        fail(str(error))
     finally:
         engine.dispose()
     typer.echo(
@@ -99,7 +80,7 @@ def training_set(as_of: AsOf, out: Out) -> None:
     from feature_store.offline import training_set as build
     from feature_store.offline import write_parquet
 
-    _, params, engine = _context()
+    _, params, engine = open_context()
     try:
         rows = build(engine, as_of, params.features)
     finally:
@@ -115,7 +96,7 @@ def sequences(as_of: AsOf, out: Out) -> None:
     """Write the last `sequence_length` events of every customer before a date (long format)."""
     from feature_store.offline import sequences_at, write_parquet
 
-    _, params, engine = _context()
+    _, params, engine = open_context()
     try:
         frame = sequences_at(engine, as_of, params.features)
     finally:
@@ -136,13 +117,13 @@ def refresh_online(
     from feature_store.online import refresh_online as refresh
     from retention.quality import QualityService
 
-    settings, params, engine = _context()
+    settings, params, engine = open_context()
     when = as_of or datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
     try:
         features = checked_features(engine, when, params.features, QualityService(settings.gx_dir))
         rows = refresh(engine, when, params.features, features=features)
     except FeatureValidationError as error:
-        _fail(str(error))
+        fail(str(error))
     finally:
         engine.dispose()
     typer.echo(f"online store: {rows:,} customers as of {when}")

@@ -7,26 +7,9 @@ from typing import Annotated
 
 import typer
 
+from retention.cli_context import fail, open_context
+
 app = typer.Typer(help="Review text sentiment: train the head, score reviews.", no_args_is_help=True)
-
-
-def _context():  # noqa: ANN202 (settings, params, engine)
-    from retention.db import create_db_engine, upgrade
-    from retention.params import ParamsError, load_params
-    from retention.settings import Settings
-
-    settings = Settings.from_env()
-    try:
-        params = load_params(settings.params_path)
-    except ParamsError as error:
-        _fail(str(error))
-    upgrade(settings.database_url)
-    return settings, params, create_db_engine(settings.database_url)
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
 
 
 @app.command()
@@ -44,11 +27,11 @@ def train(
     from feature_store.sentiment import SentimentError
     from feature_store.sentiment import train as train_model
 
-    settings, params, engine = _context()
+    settings, params, engine = open_context()
     try:
         result = train_model(engine, settings, params.sentiment, trained_before=before)
     except SentimentError as error:
-        _fail(str(error))
+        fail(str(error))
     finally:
         engine.dispose()
     held = result.held_out
@@ -72,11 +55,11 @@ def score() -> None:
     """Score every warehouse review with text that the current model has not scored yet."""
     from feature_store.sentiment import SentimentError, score_reviews
 
-    settings, params, engine = _context()
+    settings, params, engine = open_context()
     try:
         written = score_reviews(engine, settings, params.sentiment)
     except SentimentError as error:
-        _fail(str(error))
+        fail(str(error))
     finally:
         engine.dispose()
     typer.echo(f"scored {written:,} reviews")

@@ -11,8 +11,7 @@ from typing import Annotated
 
 import typer
 
-from retention.params import Params, ParamsError, load_params
-from retention.settings import Settings
+from retention.cli_context import fail, load_context, open_engine
 
 app = typer.Typer(
     help="MLOps platform for e-commerce customer retention.",
@@ -36,41 +35,20 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
         logging.getLogger(routine).setLevel(logging.WARNING)
 
 
-def _context() -> tuple[Settings, Params]:
-    settings = Settings.from_env()
-    try:
-        return settings, load_params(settings.params_path)
-    except ParamsError as error:
-        _fail(str(error))
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
-
-
-def _engine(settings: Settings):  # noqa: ANN202 (sqlalchemy Engine)
-    """The migrated platform database (migrations are idempotent and quick when up to date)."""
-    from retention.db import create_db_engine, upgrade
-
-    upgrade(settings.database_url)
-    return create_db_engine(settings.database_url)
-
-
 @app.command()
 def init() -> None:
     """Create or migrate the platform database to the newest schema."""
     from retention.db.migrate import current_revision
 
-    settings, _ = _context()
-    _engine(settings).dispose()
+    settings, _ = load_context()
+    open_engine(settings).dispose()
     typer.echo(f"database at revision {current_revision(settings.database_url)}")
 
 
 @app.command()
 def config() -> None:
     """Print the resolved settings (passwords masked) and validate params.yaml."""
-    settings, params = _context()
+    settings, params = load_context()
     for name, value in settings.describe().items():
         typer.echo(f"{name}={value}")
     typer.echo(f"params.yaml: valid ({', '.join(type(params).model_fields)})")
@@ -90,21 +68,21 @@ def simulate(
     from pipelines.simulate import simulate as run_simulation
     from pipelines.simulate.run import SimulatorError
 
-    settings, params = _context()
+    settings, params = load_context()
     overrides = {
         k: v for k, v in {"customers": customers, "seed": seed, "start": start}.items() if v is not None
     }
     if append and overrides:
-        _fail("--append continues the stored shop with its own parameters: drop --customers/--seed/--start")
+        fail("--append continues the stored shop with its own parameters: drop --customers/--seed/--start")
     try:
         shop = params.simulate.model_validate({**params.simulate.model_dump(), **overrides})
     except ValueError as error:
-        _fail(f"invalid option: {error}")
-    engine = _engine(settings)
+        fail(f"invalid option: {error}")
+    engine = open_engine(settings)
     try:
         result = run_simulation(engine, settings.simulator_dir, shop, days or shop.days, append=append)
     except SimulatorError as error:
-        _fail(str(error))
+        fail(str(error))
     finally:
         engine.dispose()
     events = result.generated["events"]
@@ -135,15 +113,15 @@ def ingest(
     from retention.contract import ContractError
 
     if format not in ("contract", "cdnow", "movielens"):
-        _fail(f"--format must be one of: contract, cdnow, movielens (got '{format}')")
-    settings, params = _context()
-    engine = _engine(settings)
+        fail(f"--format must be one of: contract, cdnow, movielens (got '{format}')")
+    settings, params = load_context()
+    engine = open_engine(settings)
     try:
         request = IngestRequest(events, products, customers, reviews, format, parse_mapping(map))  # type: ignore[arg-type]
         started = time.perf_counter()
         result = run_ingest(engine, request, params.ingest)
     except (IngestError, ContractError) as error:
-        _fail(str(error))
+        fail(str(error))
     finally:
         engine.dispose()
     typer.echo(
@@ -164,8 +142,8 @@ def summary(
     from pipelines.summary import shop_summary
     from retention.atomic import atomic_path
 
-    settings, _ = _context()
-    engine = _engine(settings)
+    settings, _ = load_context()
+    engine = open_engine(settings)
     try:
         report = shop_summary(engine)
     finally:
@@ -194,7 +172,7 @@ def extract(
 
     from pipelines.extract import BatchRejected, run_interval
 
-    settings, _ = _context()
+    settings, _ = load_context()
     try:
         first = datetime.combine(date.fromisoformat(start), datetime.min.time())
         last = (
@@ -203,16 +181,16 @@ def extract(
             else first + timedelta(days=1)
         )
     except ValueError as error:
-        _fail(f"--start/--end must be YYYY-MM-DD: {error}")
+        fail(f"--start/--end must be YYYY-MM-DD: {error}")
     if last <= first:
-        _fail(f"--end {last.date()} must be after --start {first.date()}")
+        fail(f"--end {last.date()} must be after --start {first.date()}")
     interval_start = first
     while interval_start < last:
         interval_end = min(interval_start + timedelta(days=step_days), last)
         try:
             changed = run_interval(interval_start, interval_end, settings)
         except BatchRejected as error:
-            _fail(str(error))
+            fail(str(error))
         typer.echo(
             f"{interval_start.date()} .. {interval_end.date()}: published; new or changed rows: {_counts(changed)}"
         )
@@ -230,13 +208,13 @@ def suites(
     from pipelines.extract import build_suites
     from retention.quality import QualityService
 
-    settings, params = _context()
+    settings, params = load_context()
     quality = QualityService(settings.gx_dir)
     wanted = {**build_suites(), **feature_suites(params.features)}
     if check:
         stale = quality.stale_suites(wanted)
         if stale:
-            _fail(f"GX suites out of date: {', '.join(stale)}; run `retention suites`")
+            fail(f"GX suites out of date: {', '.join(stale)}; run `retention suites`")
         typer.echo(f"{len(wanted)} suites up to date")
         return
     changed = quality.write_suites(wanted)
@@ -256,7 +234,7 @@ def run() -> None:
 
     from pipelines.features import task_refresh_online, task_score_reviews
 
-    settings, params = _context()
+    settings, params = load_context()
     typer.echo(f"home: {settings.home}")
     init()
     simulate()

@@ -207,7 +207,9 @@ def _write_state(state_dir: Path, params: SimulateParams, horizon: int, days_sim
         "days_simulated": days_simulated,
     }
     with atomic_path(state_dir / STATE_FILE) as tmp:
-        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        # Key order is data here: the order of categories and countries drives the seeded draws,
+        # so sorting the keys would make an append rebuild a different world.
+        tmp.write_text(json.dumps(state, indent=2))
 
 
 def _write_truth(world: World, state_dir: Path) -> None:

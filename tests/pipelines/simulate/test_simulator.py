@@ -147,8 +147,15 @@ def test_simulate_stores_the_shop_idempotently_and_appends(
     assert stored["customers"] == first.inserted["customers"]
     again = simulate(engine, state, small, days=10)
     assert sum(again.inserted.values()) == 0 and table_counts(engine) == stored
+    with engine.connect() as connection:
+        catalogue = pd.read_sql("SELECT * FROM products ORDER BY product_id", connection)
     appended = simulate(engine, state, small, days=5, append=True)
     assert (appended.day_from, appended.day_to) == (10, 15)
+    assert appended.inserted["products"] == 0  # the same world: the catalogue is restated unchanged
+    with engine.connect() as connection:
+        pd.testing.assert_frame_equal(
+            pd.read_sql("SELECT * FROM products ORDER BY product_id", connection), catalogue
+        )
     assert table_counts(engine)["events"] == stored["events"] + appended.generated["events"]
     assert read_truth(state)["customer_id"].is_unique
     with pytest.raises(SimulatorError, match="other parameters"):

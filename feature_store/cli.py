@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from retention.cli_context import fail, load_context, open_context
+from retention.db.shop import utc_now
 
 app = typer.Typer(
     help="Feature store: definitions, offline materialisation, online store.", no_args_is_help=True
@@ -118,7 +119,7 @@ def refresh_online(
     from retention.quality import QualityService
 
     settings, params, engine = open_context()
-    when = as_of or datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
+    when = as_of or utc_now().replace(hour=0, minute=0, second=0, microsecond=0)
     try:
         features = checked_features(engine, when, params.features, QualityService(settings.gx_dir))
         rows = refresh(engine, when, params.features, features=features)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select
 from feature_store.definitions import feature_version
 from feature_store.io import read_query
 from feature_store.offline import features_at
+from retention.db.shop import utc_now
 from retention.db.warehouse import OnlineFeatures
 from retention.db.writes import write_frame
 from retention.params import FeatureParams
@@ -66,7 +67,7 @@ def refresh_online(
     """
     features = features_at(engine, as_of, params) if features is None else features
     version = feature_version(params)
-    now = now or datetime.now(UTC).replace(tzinfo=None)
+    now = now or utc_now()
     rows = pd.DataFrame(
         {
             "customer_id": features["customer_id"].astype(str),

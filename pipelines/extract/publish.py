@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-from pipelines.extract.batch import TABLES, Interval, read_staged
+from pipelines.extract.batch import TABLES, read_staged
 from retention.db.shop import utc_now
 from retention.db.warehouse import WAREHOUSE, Batch, Quarantine
 from retention.db.writes import write_frame
@@ -108,15 +108,12 @@ def record_batch(
     docs_url: str | None,
 ) -> None:
     """Insert or update the interval's row in `platform_batches`."""
-    interval = Interval(
-        datetime.fromisoformat(manifest["interval_start"]), datetime.fromisoformat(manifest["interval_end"])
-    )
     values = {
-        "interval_start": interval.start,
-        "interval_end": interval.end,
+        "interval_start": datetime.fromisoformat(manifest["interval_start"]),
+        "interval_end": datetime.fromisoformat(manifest["interval_end"]),
         "status": status,
         "finished_at": utc_now(),
-        "interval_events": int(manifest.get("interval_events", 0)),
+        "interval_events": manifest["interval_events"],
         "rows_read": manifest["rows"],
         "rows_changed": changed,
         "failed": failed,

@@ -251,6 +251,10 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{table} {n:,}" for table, n in counts.items())
 
 
+from training.cli import backtest, train  # noqa: E402 (commands of other packages after this module's)
+
+app.command()(train)
+app.command()(backtest)
 from feature_store.sentiment_cli import app as sentiment_app  # noqa: E402 (sub-apps after the commands)
 
 app.add_typer(sentiment_app, name="sentiment")

@@ -171,6 +171,108 @@ class SentimentParams(_Strict):
         return self
 
 
+class TrainerParams(_Strict):
+    """The Lightning `Trainer` shared by every model (see training/trainer.py)."""
+
+    accelerator: Literal["auto", "cpu", "gpu"]
+    devices: int = Field(ge=1)
+    strategy: Literal["auto", "ddp", "ddp_spawn"]
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"]
+    max_epochs: int = Field(ge=1)
+    patience: int = Field(ge=1)
+    seed: int = Field(ge=0)
+
+
+class ReturnModelParams(_Strict):
+    """The return / churn model (training/churn)."""
+
+    batch_size: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+    reason_codes: int = Field(ge=1)
+    weight_decay: float = Field(ge=0)
+    bin_days: int = Field(ge=1)
+    cutoff_stride: int = Field(ge=1)
+    max_cutoffs: int = Field(ge=1)
+    max_examples: int = Field(ge=1)
+    validation_share: float = Field(gt=0, lt=1)
+    sequence_length: int = Field(ge=1)
+    hidden_size: int = Field(ge=1)
+    sequence_size: int = Field(ge=1)
+    event_embedding: int = Field(ge=1)
+    dropout: float = Field(ge=0, lt=1)
+    ensemble: int = Field(ge=1)
+    refit: bool
+    reliability_bins: int = Field(ge=2)
+    baseline_window_share: float = Field(gt=0, le=1)
+    baseline_cutoffs: int = Field(ge=1)
+    boosting_iterations: int = Field(ge=1)
+    boosting_learning_rate: float = Field(gt=0)
+    boosting_max_depth: int = Field(ge=1)
+
+
+class SASRecParams(_Strict):
+    """The sequential transformer (training/recommender/sasrec.py)."""
+
+    max_length: int = Field(ge=2)
+    hidden_size: int = Field(ge=1)
+    blocks: int = Field(ge=1)
+    heads: int = Field(ge=1)
+    feedforward_size: int = Field(ge=1)
+    dropout: float = Field(ge=0, lt=1)
+    init_std: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    softmax: Literal["full", "sampled"]
+    negatives: int = Field(ge=1)
+    targets_ahead: int = Field(ge=1)
+    text: Literal["none", "init", "complement"]
+    mf_weight: float = Field(ge=0)
+    max_epochs: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _heads(self) -> SASRecParams:
+        if self.hidden_size % self.heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of heads ({self.heads})")
+        return self
+
+
+class MFParams(_Strict):
+    """Implicit-feedback matrix factorisation, alternating least squares (training/recommender/mf.py)."""
+
+    factors: int = Field(ge=1)
+    regularisation: float = Field(gt=0)
+    alpha: float = Field(gt=0)
+    iterations: int = Field(ge=1)
+    init_std: float = Field(gt=0)
+    seed: int = Field(ge=0)
+
+
+class ItemKNNParams(_Strict):
+    """Item-based nearest neighbours (training/recommender/baselines.py)."""
+
+    neighbours: int = Field(ge=1)
+    shrinkage: float = Field(ge=0)
+
+
+class RecommenderParams(_Strict):
+    """The recommenders (training/recommender)."""
+
+    batch_size: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+    event_types: list[Literal["view", "cart", "purchase"]] = Field(min_length=1)
+    collapse_repeats: bool
+    text_batch_size: int = Field(ge=1)
+    sasrec: SASRecParams
+    mf: MFParams
+    item_knn: ItemKNNParams
+
+
+class EvaluationParams(_Strict):
+    """The offline evaluation protocol (../docs/EVALUATION.md)."""
+
+    ks: list[int] = Field(min_length=1)
+    exclude_seen: bool
+
+
 class Params(_Strict):
     """All of params.yaml."""
 
@@ -179,6 +281,10 @@ class Params(_Strict):
     extract: ExtractParams
     features: FeatureParams
     sentiment: SentimentParams
+    training: TrainerParams
+    return_model: ReturnModelParams
+    recommender: RecommenderParams
+    evaluation: EvaluationParams
 
 
 class ParamsError(ValueError):

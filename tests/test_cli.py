@@ -22,6 +22,8 @@ COMMANDS = [
     "features",
     "sentiment",
     "run",
+    "train",
+    "backtest",
 ]
 
 

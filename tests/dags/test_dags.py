@@ -38,20 +38,37 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return result
 
 
-def test_dagbag_imports_without_errors(airflow_env: dict[str, str]) -> None:
+def _dagbag_report(expression: str, env: dict[str, str]) -> dict:
+    """Evaluate `expression` (a JSON-able value of `bag`, the project's DagBag) in a fresh Airflow process."""
     script = (
         "import json; from airflow.dag_processing.dagbag import DagBag; "
-        f"bag = DagBag(dag_folder={str(ROOT / 'dags')!r}); "
-        "print(json.dumps({'errors': {k: str(v) for k, v in bag.import_errors.items()}, "
-        "'dags': {i: sorted(d.task_ids) for i, d in bag.dags.items()}}))"
+        f"bag = DagBag(dag_folder={str(ROOT / 'dags')!r}); print(json.dumps({expression}))"
     )
-    result = _run([str(BIN / "python"), "-c", script], airflow_env)
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(_run([str(BIN / "python"), "-c", script], env).stdout.strip().splitlines()[-1])
+
+
+def test_dagbag_imports_without_errors(airflow_env: dict[str, str]) -> None:
+    report = _dagbag_report(
+        "{'errors': {k: str(v) for k, v in bag.import_errors.items()}, "
+        "'dags': {i: sorted(d.task_ids) for i, d in bag.dags.items()}}",
+        airflow_env,
+    )
     assert report["errors"] == {}
     assert report["dags"]["shop_simulator"] == ["simulate_interval"]
     assert report["dags"]["shop_extract"] == sorted(
         ["extract", "validate", "publish", "score_reviews", "refresh_online_features"]
     )
+    assert report["dags"]["train_models"] == ["train_recommender", "train_return_model"]
+
+
+def test_training_dag_is_scheduled_on_the_features_asset(airflow_env: dict[str, str]) -> None:
+    report = _dagbag_report(
+        "{'assets': [a.uri for a in bag.dags['train_models'].timetable.asset_condition.objects], "
+        "'upstream': {t.task_id: sorted(t.upstream_task_ids) for t in bag.dags['train_models'].tasks}}",
+        airflow_env,
+    )
+    assert report["assets"] == ["retention://features/online"]
+    assert report["upstream"] == {"train_recommender": [], "train_return_model": []}  # parallel
 
 
 def test_shop_simulator_runs_its_interval_once(airflow_env: dict[str, str], isolated_env: Path) -> None:
@@ -126,3 +143,40 @@ def test_a_30_day_backfill_through_airflow_publishes_every_day(
         assert stored == source  # every event of the 30 days, late rows included, exactly once
     finally:
         engine.dispose()
+
+
+def test_train_models_registers_both_models_and_reruns_without_retraining(
+    airflow_env: dict[str, str], isolated_env: Path, tmp_path: Path
+) -> None:
+    import mlflow
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["training"].update(max_epochs=2)
+    params["return_model"].update(ensemble=1)
+    small = tmp_path / "params.yaml"
+    small.write_text(yaml.safe_dump(params))
+    env = {**airflow_env, "RETENTION_PARAMS": str(small)}
+    _run([str(BIN / "retention"), "simulate", "--customers", "200", "--days", "60"], env)
+    _run(
+        [
+            str(BIN / "retention"),
+            "extract",
+            "--start",
+            "2026-01-01",
+            "--end",
+            "2026-03-02",
+            "--step-days",
+            "60",
+        ],
+        env,
+    )
+    _run([str(BIN / "airflow"), "db", "migrate"], env)
+    for _ in range(2):  # the second run finds the same data, parameters and code: it reuses the versions
+        _run([str(BIN / "airflow"), "dags", "test", "train_models", "2026-03-02"], env)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{isolated_env / 'mlflow.db'}")
+    for name in ("retention-return", "retention-recommender"):
+        versions = client.search_model_versions(f"name = '{name}'")
+        assert [int(v.version) for v in versions] == [1], name
+        run = client.get_run(versions[0].run_id)
+        assert run.data.tags["airflow_run_id"] != "none"  # the Airflow run that trained it is on record

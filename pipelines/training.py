@@ -1,0 +1,29 @@
+"""Training tasks of the training DAG: fit, evaluate, track and register one model on the warehouse."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from pipelines.extract.run import session
+from retention.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def task_train(kind: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Train `kind` ("return" or "recommender") on every validated warehouse row.
+
+    Idempotent: when the same data, parameters and code were already trained and registered, that
+    run is returned and nothing new is trained or registered.
+
+    Returns:
+        run_id, registered_name, version, metrics, as_of, reused (for XCom: small and JSON).
+    """
+    from training.train import train_model
+
+    with session(settings) as (settings, params, engine):
+        result = train_model(engine, settings, params, kind, source="warehouse")  # type: ignore[arg-type]
+    summary = asdict(result)
+    return {**summary, "as_of": str(result.as_of), "folder": str(result.folder)}

@@ -1,0 +1,202 @@
+"""SASRec: causal network, training through the shared Trainer, leakage, text, save/load, behaviour."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests.training.recommender.conftest import DAY0, log_from_sequences, pattern_sequences, small_params
+from training.data import EventLog
+from training.protocol import recommend, temporal_split
+from training.recommender.sasrec import NetConfig, SASRecNet, SASRecRecommender
+
+CANDIDATES_OF = lambda log: np.unique(log.products["product_id"].to_numpy(dtype=str))  # noqa: E731
+
+
+def tiny_net(text_mode: str = "none", text: np.ndarray | None = None, n_items: int = 12) -> SASRecNet:
+    config = NetConfig(
+        n_items=n_items,
+        max_length=6,
+        hidden_size=8,
+        blocks=2,
+        heads=2,
+        feedforward_size=16,
+        dropout=0.0,
+        init_std=0.02,
+        text_mode=text_mode,  # type: ignore[arg-type]
+        text_dim=0 if text is None else text.shape[1],
+    )
+    torch.manual_seed(0)
+    return SASRecNet(config, text).eval()
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> SASRecRecommender:
+    """A small SASRec fitted once on the a -> b / c -> d histories (shared by several tests)."""
+    log = log_from_sequences(pattern_sequences(60, seed=0))
+    model = SASRecRecommender(small_params(), tmp_path_factory.mktemp("sasrec"))
+    model.fit(log, CANDIDATES_OF(log))
+    return model
+
+
+def test_a_later_item_never_changes_the_output_of_an_earlier_position() -> None:
+    # given a sequence with padding, and the same sequence with its last two items changed
+    net = tiny_net()
+    items = torch.tensor([[0, 0, 3, 5, 7, 9]])
+    changed = torch.tensor([[0, 0, 3, 5, 11, 2]])
+    # when both go through the network
+    with torch.no_grad():
+        before, after = net(items), net(changed)
+    # then the positions up to the change are identical, and the changed ones are not
+    assert torch.allclose(before[:, :4], after[:, :4], atol=1e-6)
+    assert not torch.allclose(before[:, 4:], after[:, 4:], atol=1e-4)
+
+
+def test_training_loss_falls_and_scores_cover_the_catalogue(fitted: SASRecRecommender) -> None:
+    # given the fitted model (see the fixture) and one known plus one unknown customer
+    history = fitted.fit_result.history
+    users = np.array(["u000", "nobody"])
+    # when it scores them
+    scores = fitted.score(users)
+    # then the loss fell, validation was logged, and every candidate has a finite score
+    assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
+    assert "val_ndcg@10" in history[-1]
+    assert scores.shape == (2, fitted.index.size) and scores.dtype == np.float32
+    assert np.isfinite(scores).all()
+    assert np.array_equal(scores[1], fitted.popularity)  # an unknown customer gets popularity
+
+
+def test_a_strong_sequential_pattern_is_learned(fitted: SASRecRecommender) -> None:
+    # given customers whose last item is a, and customers whose last item is c
+    inputs = pd.DataFrame({"customer_id": ["x", "y"], "items": ["p03 p07 a", "p01 p12 c"]})
+    # when the model recommends
+    top = fitted.recommend_inputs(inputs, k=1)
+    # then b follows a and d follows c
+    assert top.set_index("customer_id")["product_id"].to_dict() == {"x": "b", "y": "d"}
+
+
+def test_save_and_load_give_identical_scores(fitted: SASRecRecommender, tmp_path: Path) -> None:
+    # given the fitted model and serving inputs built from a history
+    log = log_from_sequences({"u1": ["p01", "a"], "u2": ["c"], "u3": []})
+    inputs = fitted.inputs(log, np.array(["u1", "u2", "u3", "ghost"]))
+    # when it is saved and loaded without params
+    fitted.save(tmp_path / "model")
+    loaded = SASRecRecommender.load(tmp_path / "model")
+    # then the loaded model (with its matrix-factorisation blend) recommends exactly the same,
+    # and no pickle was written
+    assert loaded.blend == fitted.blend is not None
+    assert inputs["items"].tolist() == ["p01 a", "c", "", ""]
+    pd.testing.assert_frame_equal(loaded.recommend_inputs(inputs, k=5), fitted.recommend_inputs(inputs, k=5))
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "weights.safetensors"]
+
+
+def test_recommend_inputs_can_leave_out_the_listed_items(fitted: SASRecRecommender) -> None:
+    # given a customer who already has b
+    inputs = pd.DataFrame({"customer_id": ["x"], "items": ["b a"]})
+    # when seen items are excluded
+    top = fitted.recommend_inputs(inputs, k=3, exclude_seen=True)
+    # then neither a nor b is recommended, and ranks run 1..3
+    assert not {"a", "b"} & set(top["product_id"])
+    assert top["rank"].tolist() == [1, 2, 3]
+
+
+def test_events_at_or_after_the_cutoff_never_reach_the_model(tmp_path: Path) -> None:
+    # given two logs that differ only from the cutoff on
+    before = pattern_sequences(30, seed=1)
+    cutoff = DAY0 + pd.Timedelta(days=10)
+    after_a = log_from_sequences({u: ["a", "b"] for u in before}, start=cutoff)
+    after_b = log_from_sequences({u: ["p05", "p06", "c"] for u in list(before)[:10]}, start=cutoff)
+    base = log_from_sequences(before)
+    logs = [_concat(base, after_a), _concat(base, after_b)]
+    # when a model is fitted on each temporal split's history
+    scores = []
+    for i, log in enumerate(logs):
+        split = temporal_split(log, cutoff, horizon_days=30, exclude_seen=False)
+        model = SASRecRecommender(small_params(max_epochs=3), tmp_path / str(i))
+        model.fit(split.history, CANDIDATES_OF(base))
+        scores.append(model.score(np.array(list(before))))
+    # then both models are identical
+    np.testing.assert_array_equal(scores[0], scores[1])
+
+
+def test_a_product_without_history_is_scored_from_its_text(tmp_path: Path) -> None:
+    # given a catalogue where "new" has a title but no event, in two versions of its text
+    sequences = pattern_sequences(30, seed=2)
+    scores = []
+    for i, title in enumerate(["Red wool winter scarf", "Stainless steel kitchen knife"]):
+        products = pd.DataFrame({"product_id": sorted({x for s in sequences.values() for x in s} | {"new"})})
+        products["title"] = "Product " + products["product_id"]
+        products.loc[products["product_id"] == "new", "title"] = title
+        log = log_from_sequences(sequences, products=products)
+        model = SASRecRecommender(small_params(text="complement", max_epochs=3), tmp_path / str(i))
+        # when the model is fitted with text embeddings and scores the customers
+        model.fit(log, CANDIDATES_OF(log))
+        scores.append(model.score(np.array(["u000", "u001"]))[:, model.index.codes(["new"])[0] - 1])
+    # then the product gets finite scores, and they depend on its text
+    assert np.isfinite(scores[0]).all() and np.isfinite(scores[1]).all()
+    assert not np.allclose(scores[0], scores[1])
+
+
+def test_text_init_starts_identical_texts_with_identical_embeddings() -> None:
+    # given items 1 and 2 with the same text, items 3..11 with others, and item 12 without text
+    rng = np.random.default_rng(0)
+    text = np.zeros((13, 10), dtype=np.float32)
+    text[1] = text[2] = rng.normal(size=10)
+    text[3:12] = rng.normal(size=(9, 10))
+    # when the network initialises its item embeddings from the text
+    weights = tiny_net("init", text).item_embedding.weight.detach()
+    # then equal texts give equal embeddings, different texts different ones
+    assert torch.allclose(weights[1], weights[2])
+    assert not torch.allclose(weights[1], weights[3])
+    assert torch.all(weights[0] == 0)  # padding
+    assert weights[12].abs().sum() > 0  # random, like every item without text
+
+
+def test_a_log_whose_items_are_all_one_placeholder_falls_back_to_popularity(tmp_path: Path) -> None:
+    # given an order-totals log (CDNOW): every purchase is the placeholder item "any"
+    log = log_from_sequences({"c1": ["any"] * 4, "c2": ["any"] * 2, "c3": ["any"]})
+    model = SASRecRecommender(small_params(), tmp_path)
+    # when the model is fitted and scores
+    model.fit(log, np.array(["any"]))
+    scores = model.score(np.array(["c1", "c9"]))
+    # then it trained nothing and scores by popularity, without crashing
+    assert model.net is None and model.fit_result.epochs == 0
+    assert scores.tolist() == [[3.0], [3.0]]
+
+
+def test_recommend_of_the_protocol_runs_on_the_fitted_model(fitted: SASRecRecommender) -> None:
+    # given a temporal split of the pattern log and the fitted model (same candidates)
+    log = log_from_sequences(pattern_sequences(60, seed=0))
+    split = temporal_split(log, DAY0 + pd.Timedelta(days=8), horizon_days=5, exclude_seen=True)
+    # when the protocol ranks for the split's users
+    top = recommend(split, fitted, k=5)
+    # then seen items are masked by the protocol, not by the model
+    seen = dict(zip(split.users, split.seen, strict=True))
+    assert all(row.product_id not in seen[row.customer_id] for row in top.itertuples())
+
+
+@pytest.mark.slow
+def test_fits_under_ddp_spawn_with_two_cpu_processes(tmp_path: Path) -> None:
+    # given the trainer set to two CPU processes with ddp_spawn
+    params = small_params(max_epochs=2)
+    params = params.model_copy(
+        update={"training": params.training.model_copy(update={"devices": 2, "strategy": "ddp_spawn"})}
+    )
+    log = log_from_sequences(pattern_sequences(40, seed=3))
+    model = SASRecRecommender(params, tmp_path)
+    # when it fits
+    model.fit(log, CANDIDATES_OF(log))
+    # then both epochs ran and the main process holds trained weights
+    assert model.fit_result.epochs == 2 and model.fit_result.devices == 2
+    assert np.isfinite(model.score(np.array(["u000"]))).all()
+
+
+def _concat(first: EventLog, second: EventLog) -> EventLog:
+    events = pd.concat([first.events, second.events.assign(event_id="z" + second.events["event_id"])])
+    events = events.sort_values(["ts", "event_id"], kind="stable").reset_index(drop=True)
+    products = pd.concat([first.products, second.products]).drop_duplicates("product_id")
+    return EventLog(events, products.reset_index(drop=True), first.customers, first.reviews)

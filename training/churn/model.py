@@ -1,0 +1,181 @@
+"""The return model's network (a discrete-time hazard of the next purchase), its LightningModule and
+DataModule.
+
+Network: an MLP over the customer's tabular features and a GRU over the last L events give the
+logit of h = P(purchase within the next bin of w days | the customer's state now). Long horizons
+are rolled out (see `fit.py`): the state is aged bin by bin as if no purchase happened, which
+is exactly the state the customer would be in, and P(return within H) = 1 - prod_j (1 - h_j)
+(the last bin in part when H / w is not whole). Trained as the person-period form of the discrete
+survival likelihood (Singer & Willett 1993): one binary cross-entropy term per (customer, cutoff).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+from torch.utils.data import DataLoader, TensorDataset
+from typing_extensions import override
+
+from feature_store.core import EVENT_CODES
+from training.churn.encoding import SEQUENCE_NUMERIC
+
+INPUT_KEYS = ("features", "events", "event_type", "lengths")
+BATCH_KEYS = (*INPUT_KEYS, "returned")
+HAZARD_CLAMP = 1e-7  # keeps log(1 - h) finite
+
+
+class ReturnNetwork(nn.Module):
+    """Hazard logit of a purchase within the next bin, from tabular features and the event sequence.
+
+    Args:
+        n_features: encoded tabular columns.
+        hidden_size: width of the tabular MLP.
+        sequence_size: GRU state size.
+        event_embedding: size of the event-type embedding.
+        dropout: dropout of the tabular MLP.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        hidden_size: int,
+        sequence_size: int,
+        event_embedding: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.tabular = nn.Sequential(
+            nn.Linear(n_features, hidden_size),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_size, hidden_size),
+            nn.ReLU(),
+        )
+        self.event_type = nn.Embedding(len(EVENT_CODES) + 1, event_embedding, padding_idx=0)
+        self.gru = nn.GRU(len(SEQUENCE_NUMERIC) + event_embedding, sequence_size, batch_first=True)
+        self.head = nn.Sequential(
+            nn.Linear(hidden_size + sequence_size, hidden_size),
+            nn.ReLU(),
+            nn.Linear(hidden_size, 1),
+        )
+
+    def sequence_state(
+        self, events: torch.Tensor, event_type: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, S) GRU state after each customer's last real event (inputs right-padded)."""
+        steps = torch.cat([events, self.event_type(event_type)], dim=-1)  # (B, L, 3 + E)
+        packed = pack_padded_sequence(steps, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, state = self.gru(packed)  # (1, B, S)
+        return state[0]
+
+    def hazard_logit(self, features: torch.Tensor, sequence_state: torch.Tensor) -> torch.Tensor:
+        """(B,) hazard logits from (B, F) features and (B, S) sequence states."""
+        return self.head(torch.cat([self.tabular(features), sequence_state], dim=-1)).squeeze(-1)
+
+    def forward(
+        self, features: torch.Tensor, events: torch.Tensor, event_type: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """(B,) hazard logits."""
+        return self.hazard_logit(features, self.sequence_state(events, event_type, lengths))
+
+
+def return_probability(hazard: torch.Tensor, bin_days: int, horizon_days: float) -> torch.Tensor:
+    """P(purchase within `horizon_days`) = 1 - survival, from (..., K) hazards (K * w >= horizon).
+
+    Args:
+        hazard: per-bin hazards, bin j covering [j * w, (j + 1) * w) days.
+        bin_days: w.
+        horizon_days: H.
+
+    Returns:
+        (...,) probabilities; the hazard is taken as constant within the last, partial bin.
+    """
+    whole = int(horizon_days // bin_days)
+    part = horizon_days / bin_days - whole
+    log_survival = torch.log1p(-hazard.clamp(max=1 - HAZARD_CLAMP))
+    total = log_survival[..., :whole].sum(-1)
+    if part > 0:
+        total = total + part * log_survival[..., whole]
+    return 1 - torch.exp(total)
+
+
+def bins_for(horizon_days: float, bin_days: int) -> int:
+    """Bins needed to cover `horizon_days`."""
+    return int(np.ceil(horizon_days / bin_days))
+
+
+class ReturnModule(pl.LightningModule):
+    """Optimisation and logging of a `ReturnNetwork` on next-bin purchase labels.
+
+    Args:
+        network: the network.
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
+
+    def __init__(self, network: ReturnNetwork, learning_rate: float, weight_decay: float) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["network"])
+        self.network = network
+
+    @override
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.network(*(batch[key] for key in INPUT_KEYS))
+
+    def _shared_step(self, batch: list[torch.Tensor], stage: str) -> torch.Tensor:
+        named = dict(zip(BATCH_KEYS, batch, strict=True))
+        loss = nn.functional.binary_cross_entropy_with_logits(self(named), named["returned"])
+        self.log(
+            f"{stage}_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(batch[0])
+        )
+        return loss
+
+    @override
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    @override
+    def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "val")
+
+    @override
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.hparams["learning_rate"], weight_decay=self.hparams["weight_decay"]
+        )
+
+
+class ReturnDataModule(pl.LightningDataModule):
+    """Train and validation rows given as numpy arrays (`BATCH_KEYS`); tensors built in `setup`.
+
+    Args:
+        train: arrays of the training rows.
+        val: arrays of the validation rows.
+        batch_size: rows per step.
+    """
+
+    def __init__(self, train: dict[str, np.ndarray], val: dict[str, np.ndarray], batch_size: int) -> None:
+        super().__init__()
+        self.train_arrays, self.val_arrays, self.batch_size = train, val, batch_size
+        self.train: TensorDataset | None = None
+        self.val: TensorDataset | None = None
+
+    @staticmethod
+    def _dataset(arrays: dict[str, np.ndarray]) -> TensorDataset:
+        return TensorDataset(*(torch.from_numpy(np.ascontiguousarray(arrays[key])) for key in BATCH_KEYS))
+
+    @override
+    def setup(self, stage: str | None = None) -> None:
+        self.train = self._dataset(self.train_arrays)
+        self.val = self._dataset(self.val_arrays)
+
+    @override
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train, batch_size=self.batch_size, shuffle=True)
+
+    @override
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val, batch_size=self.batch_size)

@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 
 from feature_store.frames import Frames
 from retention.params import Params
@@ -52,6 +51,8 @@ from training.churn.model import (
     return_probability,
 )
 from training.data import EventLog
+from training.plots import reliability_table
+from training.protocol import return_metrics
 from training.trainer import FitResult, fit
 
 log = logging.getLogger("retention.training")
@@ -60,7 +61,6 @@ MODEL_FILE = "model.json"
 WEIGHTS_FILE = "network_{}.pt"
 PREDICT_ROWS = 4096  # customers scored per chunk (bounds memory: K bins x ensemble states)
 CALIBRATION_STEPS = 100  # L-BFGS iterations of the two-parameter Platt scaling
-PROBABILITY_CLIP = 1e-6  # log loss of the validation report, as in training.protocol
 
 
 class ReturnModelError(ValueError):
@@ -73,23 +73,6 @@ def _sample(examples: SurvivalExamples, most: int, seed: int) -> SurvivalExample
         return examples
     rows = np.sort(np.random.default_rng(seed).choice(len(examples.cutoff), most, replace=False))
     return examples.take(rows)
-
-
-def reliability_curve(observed: np.ndarray, p: np.ndarray, bins: int) -> pd.DataFrame:
-    """Mean prediction and observed rate in equal-width probability bins (empty bins left out).
-
-    Args:
-        observed: 0/1 outcomes.
-        p: predicted probabilities.
-        bins: number of bins over [0, 1].
-
-    Returns:
-        p_mean, observed, count per non-empty bin, lowest first.
-    """
-    which = np.minimum((p * bins).astype(int), bins - 1)
-    frame = pd.DataFrame({"bin": which, "p": p, "y": observed})
-    grouped = frame.groupby("bin").agg(p_mean=("p", "mean"), observed=("y", "mean"), count=("y", "size"))
-    return grouped.reset_index(drop=True)
 
 
 def _tensors(encoded: EncodedInputs, rows: slice) -> dict[str, torch.Tensor]:
@@ -272,20 +255,15 @@ class ReturnModel:
         logits, returned = self._bin_logits(val), torch.from_numpy(val["returned"])
         scale, shift = self.calibration
         bce = torch.nn.functional.binary_cross_entropy_with_logits
-        clipped = np.clip(p, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
         return {
             "as_of": str(split),
             "horizon_days": horizon,
-            "n_users": len(y),
-            "base_rate": float(y.mean()) if len(y) else float("nan"),
-            "brier": float(np.mean((p - y) ** 2)),
+            **return_metrics(y, p),  # the protocol's own formulas: roc_auc, pr_auc, brier, log_loss, ...
             "brier_uncalibrated": float(np.mean((p_raw - y) ** 2)),
-            "log_loss": float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))),
-            "roc_auc": float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan"),
             "val_loss": float(bce(scale * logits + shift, returned)),
             "val_loss_uncalibrated": float(bce(logits, returned)),
             "calibration": {"scale": scale, "shift": shift},
-            "reliability": reliability_curve(y, p, c.reliability_bins),
+            "reliability": reliability_table(y, p, c.reliability_bins),
         }
 
     # -- prediction ---------------------------------------------------------------------------

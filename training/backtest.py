@@ -12,7 +12,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,7 +79,6 @@ class ModelReport:
     fit_seconds: float
     seconds_per_epoch: float | None = None
     run_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -193,6 +192,26 @@ def evaluate_rec(
     return metrics, frame, figures
 
 
+def make_split(log_: EventLog, request: BacktestRequest) -> ReturnSplit | RecSplit:
+    """The request's split of the log (EVALUATION.md), with one log line on its size."""
+    if request.task == "return":
+        split = return_split(log_, request.as_of, request.horizon_days)  # type: ignore[arg-type]
+        log.info(
+            "return split at %s, H=%sd: %d users, base rate %.3f",
+            request.as_of.date(),  # type: ignore[union-attr]
+            request.horizon_days,
+            len(split.population),
+            split.returned.mean(),
+        )
+        return split
+    if request.protocol == "temporal":
+        rec = temporal_split(log_, request.as_of, request.horizon_days, request.exclude_seen)  # type: ignore[arg-type]
+    else:
+        rec = leave_last_split(log_, request.exclude_seen)
+    log.info("%s split: %d test users, %d candidates", request.protocol, len(rec.users), len(rec.candidates))
+    return rec
+
+
 def run_backtest(
     log_: EventLog,
     request: BacktestRequest,
@@ -216,26 +235,7 @@ def run_backtest(
     """
     request.check()
     fingerprint = log_.fingerprint()
-    if request.task == "return":
-        split: Any = return_split(log_, request.as_of, request.horizon_days)  # type: ignore[arg-type]
-        log.info(
-            "return split at %s, H=%sd: %d users, base rate %.3f",
-            request.as_of.date(),
-            request.horizon_days,  # type: ignore[union-attr]
-            len(split.population),
-            split.returned.mean(),
-        )
-    elif request.protocol == "temporal":
-        split = temporal_split(log_, request.as_of, request.horizon_days, request.exclude_seen)  # type: ignore[arg-type]
-    else:
-        split = leave_last_split(log_, request.exclude_seen)
-    if request.task == "rec":
-        log.info(
-            "%s split: %d test users, %d candidates",
-            request.protocol,
-            len(split.users),
-            len(split.candidates),
-        )
+    split = make_split(log_, request)
     key = f"{request.task}-{request.protocol}-{fingerprint}-{request.as_of}-{request.horizon_days}"
     chosen = (models or (return_models if request.task == "return" else rec_models))(params, work_dir / key)
     fields = protocol_fields(request, fingerprint, params)

@@ -166,9 +166,6 @@ class Tracker:
                 step=int(row["epoch"]),
             )
 
-    def log_artifacts(self, folder: Path, artifact_path: str | None = None) -> None:
-        self.mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
-
     def log_pyfunc(self, python_model: Any, model_dir: Path, input_example: Any, registered_name: str) -> str:
         """Log the model as a pyfunc (signature inferred from the example) and register a new version.
 

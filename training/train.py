@@ -25,6 +25,7 @@ from training.backtest import (
     BacktestRequest,
     evaluate_rec,
     evaluate_return,
+    make_split,
     protocol_fields,
     run_tags,
     track,
@@ -86,8 +87,6 @@ def train_model(
         The run id, registered version and test metrics.
     """
     from training.churn import ReturnModel
-
-    name_of = {"return": ReturnModel.name, "recommender": "sasrec"}
     from training.pyfunc import RecommenderPyfunc, ReturnPyfunc
     from training.recommender import SASRecRecommender
 
@@ -97,7 +96,8 @@ def train_model(
     folder = (
         settings.home / "models" / kind / stamp if is_primary() else Path(tempfile.mkdtemp(prefix="rank-"))
     )
-    work_dir = settings.home / "runs" / "train" / kind / f"{stamp}-{event_log.fingerprint()}"
+    fingerprint = event_log.fingerprint()
+    work_dir = settings.home / "runs" / "train" / kind / f"{stamp}-{fingerprint}"
     if kind == "return":
         horizon = params.features.horizon_days
         request = BacktestRequest(
@@ -108,7 +108,6 @@ def train_model(
             "rec", "leave-last", None, None, params.evaluation.exclude_seen, folder, source
         )
     request.check()
-    fingerprint = event_log.fingerprint()
     tracker = tracker_for(settings)
     registered = REGISTERED_NAMES[kind]
     tags, _ = run_tags(request, fingerprint, params, "model")
@@ -116,7 +115,7 @@ def train_model(
     previous = tracker.find_registered(request.task, registered, identity)
     if previous is not None:  # same data, parameters and code: training again would add nothing
         run_id, version = previous
-        metrics = {k: v for k, v in tracker.client.get_run(run_id).data.metrics.items()}
+        metrics = dict(tracker.client.get_run(run_id).data.metrics)
         log.info(
             "train %s: reusing run %s (%s version %s): same data and parameters",
             kind,
@@ -124,22 +123,18 @@ def train_model(
             registered,
             version,
         )
-        return TrainResult(name_of[kind], run_id, registered, version, metrics, as_of_ts, folder, reused=True)
+        name = ReturnModel.name if kind == "return" else SASRecRecommender.name
+        return TrainResult(name, run_id, registered, version, metrics, as_of_ts, folder, reused=True)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     model: Any
+    split: Any = make_split(event_log, request)
     if kind == "return":
-        from training.protocol import return_split
-
-        split = return_split(event_log, request.as_of, request.horizon_days)  # type: ignore[arg-type]
         model = ReturnModel(params, work_dir)
         metrics, frame, figures = evaluate_return(split, model, folder)
         example = model.inputs(split.history, split.as_of).head(INPUT_EXAMPLE_ROWS)
         wrapper: Any = ReturnPyfunc(model)
     else:
-        from training.protocol import leave_last_split
-
-        split = leave_last_split(event_log, request.exclude_seen)
         model = SASRecRecommender(params, work_dir)
         metrics, frame, figures = evaluate_rec(split, model, folder, params.evaluation.ks)
         example = model.inputs(split.history, split.users[:INPUT_EXAMPLE_ROWS])

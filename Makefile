@@ -2,19 +2,23 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test test-slow bench lint
+.PHONY: install browser run test test-slow bench lint
 install:
 	@scripts/install.sh
+
+## Chromium for the serving page's browser test (Debian packages; a no-op when present).
+browser:
+	@scripts/install_browser.sh
 
 ## The main job on the embedded defaults (simulate a shop, load it, summarise).
 run: install
 	$(BIN)/retention run
 
 ## The default test suite (fast; slow tests are marked and run by test-slow).
-test: install
+test: install browser
 	$(BIN)/python -m pytest
 
-test-slow: install
+test-slow: install browser
 	$(BIN)/python -m pytest -m slow
 
 bench: install

@@ -6,13 +6,15 @@ products by their last change. A batch that fails a critical expectation is quar
 run fails naming the expectations; warnings are recorded. Success publishes the batch atomically
 and emits the `warehouse` Asset; the review sentiment scores and the online feature store are then
 refreshed and the `features` Asset is emitted for the training and campaign DAGs.
-Rerunning an interval changes nothing; a backfill is a loop of runs (see docs).
+Rerunning an interval changes nothing; a backfill is a loop of runs (see docs/operations.md).
+An initial load takes a whole period in one run: trigger with conf `{"start": "YYYY-MM-DD"}` to
+extract [start, data interval end) as one batch (what `retention run` does).
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 WAREHOUSE = Asset("retention://warehouse")
@@ -27,13 +29,23 @@ FEATURES = Asset("retention://features/online")
     default_args={"retries": 0},  # a rejected batch must not be retried blindly
     tags=["retention", "warehouse", "features"],
     doc_md=__doc__,
+    params={
+        "start": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Initial load: extract from this day (YYYY-MM-DD) to the interval's end in one batch.",
+        )
+    },
 )
 def shop_extract() -> None:
     @task
-    def extract(data_interval_start=None, data_interval_end=None) -> str:  # noqa: ANN001
+    def extract(data_interval_start=None, data_interval_end=None, params=None) -> str:  # noqa: ANN001
         from pipelines.extract import task_extract
+        from pipelines.extract.run import initial_load_start
 
-        return task_extract(data_interval_start, data_interval_end)
+        start = initial_load_start((params or {}).get("start"), data_interval_start)
+        return task_extract(start, data_interval_end)
 
     @task
     def validate(batch_dir: str) -> dict:

@@ -1,9 +1,11 @@
-"""Train the return model and the recommender whenever the online features are refreshed.
+"""Train the return model and the recommender whenever the online features are refreshed, then gate them.
 
 Scheduled on the `features` Asset that the extraction DAG emits. Both models train in parallel
 tasks on the validated warehouse tables, are evaluated by the offline protocol on the latest data,
-tracked in MLflow and registered as new versions (the promotion gate decides what serves). A rerun
-on unchanged data and parameters reuses the registered version instead of training again.
+tracked in MLflow and registered as new versions with alias `challenger`. Each one's gate then
+scores challenger and champion on the same latest holdout window and moves `champion` only for a
+better model (params.yaml `promotion`). A rerun on unchanged data and parameters reuses the
+registered version and its recorded gate decision instead of training or deciding again.
 """
 
 from __future__ import annotations
@@ -26,20 +28,32 @@ RECOMMENDER = Asset("retention://models/recommender")
     doc_md=__doc__,
 )
 def train_models() -> None:
-    @task(outlets=[RETURN_MODEL])
+    @task
     def train_return_model() -> dict:
         from pipelines.training import task_train
 
         return task_train("return")
 
-    @task(outlets=[RECOMMENDER])
+    @task
     def train_recommender() -> dict:
         from pipelines.training import task_train
 
         return task_train("recommender")
 
-    train_return_model()
-    train_recommender()
+    @task(outlets=[RETURN_MODEL])
+    def gate_return_model(trained: dict) -> dict:
+        from pipelines.training import task_gate
+
+        return task_gate("return", trained["version"])
+
+    @task(outlets=[RECOMMENDER])
+    def gate_recommender(trained: dict) -> dict:
+        from pipelines.training import task_gate
+
+        return task_gate("recommender", trained["version"])
+
+    gate_return_model(train_return_model())
+    gate_recommender(train_recommender())
 
 
 train_models()

@@ -1,4 +1,4 @@
-"""Training tasks of the training DAG: fit, evaluate, track and register one model on the warehouse."""
+"""Training tasks of the training DAG: fit, evaluate, track and register a model; gate it."""
 
 from __future__ import annotations
 
@@ -27,3 +27,18 @@ def task_train(kind: str, settings: Settings | None = None) -> dict[str, Any]:
         result = train_model(engine, settings, params, kind, source="warehouse")  # type: ignore[arg-type]
     summary = asdict(result)
     return {**summary, "as_of": str(result.as_of), "folder": str(result.folder)}
+
+
+def task_gate(kind: str, version: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Run the promotion gate on a registered version (idempotent: a decided version keeps its decision).
+
+    Returns:
+        The decision (JSON-ready): action, reason, champion before and after, both sides' metrics.
+    """
+    from training.gate import run_gate
+    from training.registry import decision_dict
+
+    with session(settings) as (settings, params, engine):
+        decision = run_gate(engine, settings, params, kind, version)
+    log.info("%s version %s: %s (%s)", decision.registered_name, version, decision.action, decision.reason)
+    return decision_dict(decision)

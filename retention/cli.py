@@ -205,12 +205,13 @@ def suites(
 ) -> None:
     """Write the Great Expectations suites (generated from code) into great_expectations/."""
     from feature_store import feature_suites
+    from pipelines.campaigns.suite import campaign_suites
     from pipelines.extract import build_suites
     from retention.quality import QualityService
 
     settings, params = load_context()
     quality = QualityService(settings.gx_dir)
-    wanted = {**build_suites(), **feature_suites(params.features)}
+    wanted = {**build_suites(), **feature_suites(params.features), **campaign_suites()}
     if check:
         stale = quality.stale_suites(wanted)
         if stale:
@@ -255,12 +256,21 @@ from training.cli import backtest, train  # noqa: E402 (commands of other packag
 
 app.command()(train)
 app.command()(backtest)
+from serving.cli import serve  # noqa: E402
+
+app.command()(serve)
 from feature_store.sentiment_cli import app as sentiment_app  # noqa: E402 (sub-apps after the commands)
 
 app.add_typer(sentiment_app, name="sentiment")
 from feature_store.cli import app as features_app  # noqa: E402
 
 app.add_typer(features_app, name="features")
+from training.models_cli import app as models_app  # noqa: E402
+
+app.add_typer(models_app, name="models")
+from pipelines.campaigns.cli import app as campaigns_app  # noqa: E402
+
+app.add_typer(campaigns_app, name="campaigns")
 
 
 if __name__ == "__main__":

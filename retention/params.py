@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -226,7 +226,20 @@ class SASRecParams(_Strict):
     targets_ahead: int = Field(ge=1)
     text: Literal["none", "init", "complement"]
     mf_weight: float = Field(ge=0)
+    popularity_weight: float = Field(ge=0)
+    mf_weights: list[float] = Field(default_factory=list)
+    popularity_weights: list[float] = Field(default_factory=list)
+    knn_weight: float = Field(ge=0)
+    knn_weights: list[float] = Field(default_factory=list)
+    tuning_users: int = Field(ge=1)
     max_epochs: int = Field(ge=1)
+
+    @field_validator("mf_weights", "popularity_weights", "knn_weights")
+    @classmethod
+    def _grid(cls, value: list[float]) -> list[float]:
+        if any(w < 0 for w in value):
+            raise ValueError("blend weights must be >= 0")
+        return sorted(set(value))
 
     @model_validator(mode="after")
     def _heads(self) -> SASRecParams:
@@ -273,6 +286,69 @@ class EvaluationParams(_Strict):
     exclude_seen: bool
 
 
+class GateParams(_Strict):
+    """The promotion rule of one registered model."""
+
+    primary: str
+    min_gain: float = Field(ge=0)
+    secondary: list[str]
+    tolerance: float = Field(ge=0)
+    max_brier: float | None = Field(default=None, gt=0, le=1)
+
+
+class PromotionParams(_Strict):
+    """The champion/challenger gate (training/registry.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    return_: GateParams = Field(alias="return")
+    recommender: GateParams
+    min_score_std: float = Field(ge=0)
+    max_latency_ms: float = Field(gt=0)
+    latency_customers: int = Field(ge=1)
+
+    def for_kind(self, kind: str) -> GateParams:
+        """The rule of "return" or "recommender"."""
+        return self.return_ if kind == "return" else self.recommender
+
+
+class CampaignParams(_Strict):
+    """The weekly retention campaign (pipelines/campaigns)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    schedule: str
+    max_feature_age_hours: int = Field(ge=0)
+    horizon_days: int = Field(ge=1)
+    risk_band: tuple[float, float]
+    value_days: int = Field(ge=1)
+    min_value_at_stake: float = Field(ge=0)
+    cooldown_days: int = Field(ge=0)
+    lapsed_days: int = Field(ge=1)
+    internal_email_domains: list[str]
+    internal_id_prefixes: list[str]
+    budget: float = Field(gt=0)
+    cost_per_contact: float = Field(gt=0)
+    segment_quotas: dict[str, int]
+    control_share: float = Field(gt=0, lt=1)
+    control_tolerance: float = Field(ge=0, lt=1)
+    risk_deciles: int = Field(ge=1)
+    recommendations: int = Field(ge=1)
+    recent_purchase_days: int = Field(ge=0)
+    lift_confidence: float = Field(gt=0, lt=1)
+
+    @field_validator("risk_band")
+    @classmethod
+    def _band(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= value[0] <= value[1] <= 1:
+            raise ValueError("risk_band must be [low, high] with 0 <= low <= high <= 1")
+        return value
+
+    @property
+    def max_targets(self) -> int:
+        """The most customers one list may hold within the budget."""
+        return int(self.budget // self.cost_per_contact)
+
+
 class Params(_Strict):
     """All of params.yaml."""
 
@@ -285,6 +361,34 @@ class Params(_Strict):
     return_model: ReturnModelParams
     recommender: RecommenderParams
     evaluation: EvaluationParams
+    promotion: PromotionParams
+    campaign: CampaignParams
+
+
+def saved_params(raw: dict[str, Any], needed: tuple[str, ...]) -> Params:
+    """The parameters a saved model was trained with, validating only the sections it needs.
+
+    A model file outlives params.yaml's schema: sections added (or changed) after the model was
+    saved must not make it unloadable, so only `needed` sections are validated and the others
+    are left out.
+
+    Args:
+        raw: the params dictionary stored with the model.
+        needed: the sections the model reads after loading.
+
+    Raises:
+        ParamsError: a needed section is missing or invalid.
+    """
+    sections = {}
+    for name in needed:
+        field = Params.model_fields[name]
+        if name not in raw:
+            raise ParamsError(f"the saved model's parameters lack the {name!r} section")
+        try:
+            sections[name] = field.annotation.model_validate(raw[name])  # type: ignore[union-attr]
+        except ValidationError as error:
+            raise ParamsError(f"the saved model's {name!r} parameters are invalid: {error}") from None
+    return Params.model_construct(**sections)
 
 
 class ParamsError(ValueError):

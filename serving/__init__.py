@@ -1,4 +1,4 @@
-"""Serving: the FastAPI app for campaign lists, recommendations and churn scores.
+"""Serving: the HTTP API and web pages for campaign lists, recommendations and churn scores.
 
-Filled by the campaign/serving issue.
+`serving.app.create_app` builds the FastAPI app; `retention serve` (`serving.cli.serve`) runs it.
 """

@@ -66,3 +66,23 @@ def table_counts(engine) -> dict[str, int]:  # noqa: ANN001
             t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
             for t in ("customers", "products", "events", "orders", "reviews")
         }
+
+
+@pytest.fixture(scope="session")
+def trained_platform(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """A small shop with both models trained and promoted (see tests/trained_platform.py); read only."""
+    from tests.trained_platform import build_platform
+
+    return build_platform(tmp_path_factory.mktemp("trained-platform"))
+
+
+@pytest.fixture
+def on_trained_platform(trained_platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN001, ANN201
+    """The environment points at the trained platform, with a private copy of its database."""
+    from tests.trained_platform import copy_database
+
+    for key, value in trained_platform.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("RETENTION_HOME", str(tmp_path / "home"))  # exports and GX results stay private
+    monkeypatch.setenv("RETENTION_DATABASE_URL", copy_database(trained_platform, tmp_path))
+    return trained_platform

@@ -180,9 +180,36 @@ def evaluate_return(
     return metrics, frame, _return_plots(split, p, model, folder)
 
 
+def tune_on_history(split: RecSplit, model: Any, ks: list[int]) -> None:
+    """Let a model with a `tune(validation, ks)` method choose its settings on history only.
+
+    The validation split is the split's own protocol applied inside `split.history`
+    (`validation_split`), so nothing at or after the cutoff, nor the split's truth, is used
+    (EVALUATION.md). Baselines have no `tune` and are left as they are.
+    """
+    from training.recommender.blend import validation_split
+
+    tune = getattr(model, "tune", None)
+    if not callable(tune):
+        return
+    try:
+        validation = validation_split(split)
+    except ProtocolError as error:
+        log.warning("%s: no inner validation split (%s); keeping the configured settings", model.name, error)
+        return
+    tune(validation, ks)
+
+
+def tuning_fields(model: Any) -> dict[str, Any]:
+    """What `tune` chose on history, for metrics.json (empty for models without tuning)."""
+    tuning = getattr(model, "tuning", None)
+    return {"tuning": tuning} if isinstance(tuning, dict) else {}
+
+
 def evaluate_rec(
     split: RecSplit, model: Any, folder: Path, ks: list[int]
 ) -> tuple[dict[str, float], pd.DataFrame, list[Path]]:
+    tune_on_history(split, model, ks)
     model.fit(split.history, split.candidates)
     recommendations = recommend(split, model, max(ks))
     metrics = ranking_metrics(split, recommendations, ks)
@@ -257,6 +284,7 @@ def run_backtest(
         if not is_primary():  # other DDP ranks only took part in the fits
             continue
         written = {**metrics, **fields, "model": model.name, "role": role, "fit_seconds": round(seconds, 2)}
+        written |= tuning_fields(model)
         if per_epoch is not None:
             written |= {"seconds_per_epoch": round(per_epoch, 3), "epochs": fit_result.epochs}
         write_files(folder, request, written, frame)
@@ -325,6 +353,10 @@ def track(
         tracker.mlflow.set_tag("kind", kind)
         tracker.log_params({"model": model.name, "exclude_seen": request.exclude_seen, **used})
         tracker.log_metrics({**metrics, "fit_seconds": seconds})
+        tuning = tuning_fields(model).get("tuning")
+        if tuning is not None:  # the weights chosen on history, and their inner-validation score
+            tracker.log_params({f"tuning.{k}": v for k, v in tuning.items() if k != "grid"})
+            tracker.log_metrics({f"tuning_{tuning['metric']}": tuning["best"]})
         fit_result = getattr(model, "fit_result", None)
         if fit_result is not None:
             tracker.log_history(fit_result.history)

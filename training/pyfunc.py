@@ -26,6 +26,11 @@ class _Wrapper(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         self._model = self._load(Path(context.artifacts["model_dir"]))
 
+    @property
+    def model(self) -> Any:
+        """The native model (`ReturnModel` or `SASRecRecommender`) behind the pyfunc."""
+        return self._model
+
 
 class ReturnPyfunc(_Wrapper):
     """Input: the model's flat input frame (`ReturnModel.inputs`). Output: customer_id, p_return, reason codes."""

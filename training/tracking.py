@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("retention.training")
-EXPERIMENTS = {"return": "retention-return", "rec": "retention-recommender"}
+EXPERIMENTS = {
+    "return": "retention-return",
+    "rec": "retention-recommender",
+    "campaign": "retention-campaigns",
+}
 AIRFLOW_RUN_ENV = "AIRFLOW_CTX_DAG_RUN_ID"  # set by Airflow in every task process
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter value
 

@@ -29,15 +29,16 @@ from training.backtest import (
     protocol_fields,
     run_tags,
     track,
+    tuning_fields,
     write_files,
 )
-from training.data import Source, read_event_log
+from training.data import EventLog, Source, read_event_log
+from training.registry import REGISTERED_NAMES, set_challenger
 from training.tracking import Tracker
 from training.trainer import is_primary
 
 log = logging.getLogger("retention.training")
 ModelKind = Literal["return", "recommender"]
-REGISTERED_NAMES = {"return": "retention-return", "recommender": "retention-recommender"}
 INPUT_EXAMPLE_ROWS = 5
 
 
@@ -58,6 +59,33 @@ class TrainResult:
 def default_as_of(last_event: pd.Timestamp) -> pd.Timestamp:
     """Midnight after the last event: the log is complete up to there."""
     return last_event.normalize() + pd.Timedelta(days=1)
+
+
+def holdout_end(event_log: EventLog, as_of: datetime | None) -> pd.Timestamp:
+    """The end of the evaluation window: `as_of`, or midnight after the log's last event."""
+    return pd.Timestamp(as_of) if as_of else default_as_of(event_log.events["ts"].max())
+
+
+def holdout_request(
+    kind: str,
+    event_log: EventLog,
+    params: Params,
+    as_of: datetime | None,
+    out: Path,
+    source: Source = "warehouse",
+) -> BacktestRequest:
+    """The most recent evaluation window of a model kind (used by `train` and by the promotion gate).
+
+    The return model is scored at as-of - H on the last H days (features.horizon_days); the
+    recommender leave-last with the configured `exclude_seen`.
+    """
+    end = holdout_end(event_log, as_of)
+    if kind == "return":
+        horizon = params.features.horizon_days
+        return BacktestRequest(
+            "return", "temporal", end - pd.Timedelta(days=horizon), horizon, False, out, source
+        )
+    return BacktestRequest("rec", "leave-last", None, None, params.evaluation.exclude_seen, out, source)
 
 
 def tracker_for(settings: Settings) -> Tracker:
@@ -91,22 +119,14 @@ def train_model(
     from training.recommender import SASRecRecommender
 
     event_log = read_event_log(engine, source, before=as_of)
-    as_of_ts = pd.Timestamp(as_of) if as_of else default_as_of(event_log.events["ts"].max())
+    as_of_ts = holdout_end(event_log, as_of)
     stamp = as_of_ts.strftime("%Y%m%d")
     folder = (
         settings.home / "models" / kind / stamp if is_primary() else Path(tempfile.mkdtemp(prefix="rank-"))
     )
+    request = holdout_request(kind, event_log, params, as_of_ts, folder, source)
     fingerprint = event_log.fingerprint()
     work_dir = settings.home / "runs" / "train" / kind / f"{stamp}-{fingerprint}"
-    if kind == "return":
-        horizon = params.features.horizon_days
-        request = BacktestRequest(
-            "return", "temporal", as_of_ts - pd.Timedelta(days=horizon), horizon, False, folder, source
-        )
-    else:
-        request = BacktestRequest(
-            "rec", "leave-last", None, None, params.evaluation.exclude_seen, folder, source
-        )
     request.check()
     tracker = tracker_for(settings)
     registered = REGISTERED_NAMES[kind]
@@ -145,7 +165,12 @@ def train_model(
     write_files(
         folder,
         request,
-        {**metrics, **protocol_fields(request, fingerprint, params), "model": model.name},
+        {
+            **metrics,
+            **protocol_fields(request, fingerprint, params),
+            "model": model.name,
+            **tuning_fields(model),
+        },
         frame,
     )
     model_dir = folder / "model"
@@ -168,5 +193,6 @@ def train_model(
         kind="train",
         log_model=log_model,
     )
-    log.info("train %s: run %s, %s version %s", kind, run_id, registered, version)
+    set_challenger(tracker.client, registered, str(version))
+    log.info("train %s: run %s, %s version %s (alias challenger)", kind, run_id, registered, version)
     return TrainResult(model.name, run_id, registered, str(version), metrics, as_of_ts, folder)

@@ -40,6 +40,20 @@ def session(settings: Settings | None) -> Iterator[tuple[Settings, Params, Engin
         engine.dispose()
 
 
+def initial_load_start(requested: str | None, interval_start: datetime) -> datetime:
+    """The start of the extracted window: `requested` (an initial load's first day) or the interval's.
+
+    Raises:
+        ValueError: `requested` is not a YYYY-MM-DD date or lies after the interval's start.
+    """
+    if not requested:
+        return interval_start
+    start = datetime.fromisoformat(requested).replace(tzinfo=interval_start.tzinfo)
+    if start > interval_start:
+        raise ValueError(f"initial load start {requested} is after the interval start {interval_start}")
+    return start
+
+
 def task_extract(start: datetime, end: datetime, settings: Settings | None = None) -> str:
     """Stage the interval's batch; returns the batch folder (an XCom-friendly string)."""
     with session(settings) as (settings, params, engine):

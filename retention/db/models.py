@@ -149,5 +149,5 @@ class Load(Base):
     detail: Mapped[dict] = mapped_column(JSON)  # per-table counts, or the rejection reasons
 
 
-# The platform's warehouse, batch and feature tables share this metadata (imported for its effect).
-from retention.db import warehouse  # noqa: E402, F401
+# The platform's warehouse, batch, feature, model and campaign tables share this metadata (imported for effect).
+from retention.db import platform, warehouse  # noqa: E402, F401

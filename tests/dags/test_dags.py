@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import text
 
@@ -58,7 +59,18 @@ def test_dagbag_imports_without_errors(airflow_env: dict[str, str]) -> None:
     assert report["dags"]["shop_extract"] == sorted(
         ["extract", "validate", "publish", "score_reviews", "refresh_online_features"]
     )
-    assert report["dags"]["train_models"] == ["train_recommender", "train_return_model"]
+    assert report["dags"]["train_models"] == [
+        "gate_recommender",
+        "gate_return_model",
+        "train_recommender",
+        "train_return_model",
+    ]
+    assert report["dags"]["retention_campaign"] == [
+        "build_list",
+        "measure_lift",
+        "publish_list",
+        "validate_list",
+    ]
 
 
 def test_training_dag_is_scheduled_on_the_features_asset(airflow_env: dict[str, str]) -> None:
@@ -68,7 +80,19 @@ def test_training_dag_is_scheduled_on_the_features_asset(airflow_env: dict[str, 
         airflow_env,
     )
     assert report["assets"] == ["retention://features/online"]
-    assert report["upstream"] == {"train_recommender": [], "train_return_model": []}  # parallel
+    assert report["upstream"] == {  # the two models train in parallel; each is gated after its training
+        "train_recommender": [],
+        "train_return_model": [],
+        "gate_recommender": ["train_recommender"],
+        "gate_return_model": ["train_return_model"],
+    }
+
+
+def test_campaign_dag_runs_on_the_schedule_of_params_yaml(airflow_env: dict[str, str]) -> None:
+    from retention.params import load_params
+
+    report = _dagbag_report("bag.dags['retention_campaign'].timetable.expression", airflow_env)
+    assert report == load_params(ROOT / "params.yaml").campaign.schedule
 
 
 def test_shop_simulator_runs_its_interval_once(airflow_env: dict[str, str], isolated_env: Path) -> None:
@@ -180,3 +204,66 @@ def test_train_models_registers_both_models_and_reruns_without_retraining(
         assert [int(v.version) for v in versions] == [1], name
         run = client.get_run(versions[0].run_id)
         assert run.data.tags["airflow_run_id"] != "none"  # the Airflow run that trained it is on record
+        # The gate decided once (the rerun returned the recorded decision) and said why.
+        assert versions[0].tags["gate.decision"] in ("promoted", "rejected")
+        assert versions[0].tags["gate.reason"]
+        engine = create_db_engine(f"sqlite:///{isolated_env / 'retention.db'}")
+        with engine.connect() as connection:
+            decisions = (
+                connection.execute(
+                    text("SELECT action FROM platform_model_decisions WHERE registered_name = :n"),
+                    {"n": name},
+                )
+                .scalars()
+                .all()
+            )
+        engine.dispose()
+        assert decisions == [versions[0].tags["gate.decision"]]
+
+
+@pytest.fixture
+def platform_airflow_env(airflow_env: dict[str, str], on_trained_platform) -> dict[str, str]:  # noqa: ANN001
+    """Airflow's environment pointed at (a private copy of) the trained platform, metadata migrated."""
+    keys = ("RETENTION_HOME", "RETENTION_PARAMS", "RETENTION_DATABASE_URL", "MLFLOW_TRACKING_URI")
+    env = {**airflow_env, **{k: os.environ[k] for k in keys}}
+    _run([str(BIN / "airflow"), "db", "migrate"], env)
+    return env
+
+
+def test_campaign_dag_publishes_a_validated_list_and_reruns_idempotently(
+    platform_airflow_env: dict[str, str],
+) -> None:
+    env = platform_airflow_env
+    engine = create_db_engine(env["RETENTION_DATABASE_URL"])
+    query = text(
+        "SELECT campaign_id, n_targets, n_control, content_hash, published_at FROM platform_campaigns"
+    )
+    published = []
+    for _ in range(2):  # the data interval ending 2026-04-01; the rerun must change nothing
+        _run([str(BIN / "airflow"), "dags", "test", "retention_campaign", "2026-04-01"], env)
+        with engine.connect() as connection:
+            published.append(connection.execute(query).all())
+            targets = connection.execute(text("SELECT COUNT(*) FROM platform_campaign_targets")).scalar_one()
+    engine.dispose()
+    assert len(published[0]) == 1 and published[0] == published[1]
+    campaign_id, n_targets, n_control, _, _ = published[0][0]
+    assert campaign_id == "winback-2026-04-01" and targets == n_targets > 0
+    export = pd.read_parquet(Path(env["RETENTION_HOME"]) / "campaigns" / campaign_id / "targets.parquet")
+    assert len(export) == n_targets and export["customer_id"].is_unique
+    assert (export["arm"] == "control").sum() == n_control
+
+
+def test_campaign_dag_fails_and_publishes_nothing_when_gx_rejects_the_list(
+    platform_airflow_env: dict[str, str],
+) -> None:
+    env = platform_airflow_env
+    engine = create_db_engine(env["RETENTION_DATABASE_URL"])
+    with engine.begin() as connection:  # a catalogue taken off sale: no target can get a recommendation
+        connection.execute(text("UPDATE wh_products SET active = :f"), {"f": False})
+    args = [str(BIN / "airflow"), "dags", "test", "retention_campaign", "2026-04-01"]
+    result = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert "expect_column_values_to_be_between(n_recommendations)" in output
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT COUNT(*) FROM platform_campaigns")).scalar_one() == 0
+    engine.dispose()

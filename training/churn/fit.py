@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from feature_store.frames import Frames
-from retention.params import Params
+from retention.params import Params, saved_params
 from training.churn.dataset import (
     CustomerInputs,
     SurvivalExamples,
@@ -59,6 +59,7 @@ log = logging.getLogger("retention.training")
 DAY = pd.Timedelta(days=1)
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "network_{}.pt"
+SAVED_SECTIONS = ("features", "return_model", "training")  # what a loaded model reads of its params
 PREDICT_ROWS = 4096  # customers scored per chunk (bounds memory: K bins x ensemble states)
 CALIBRATION_STEPS = 100  # L-BFGS iterations of the two-parameter Platt scaling
 
@@ -191,7 +192,7 @@ class ReturnModel:
                 self._train(self.params.training.seed + m, everything, val, f"member{m}/refit", epochs[m])[0]
                 for m in range(c.ensemble)
             ]
-        self.feature_importance = self._importance(self._states(history, as_of, horizon_days), horizon_days)
+        self.feature_importance = self._importance(self.states(history, as_of, horizon_days), horizon_days)
 
     def _importance(self, states: list[CustomerInputs], horizon_days: int) -> pd.DataFrame:
         """feature, importance: mean |occlusion effect| on p_return over the scored customers."""
@@ -356,13 +357,16 @@ class ReturnModel:
             frame[f"reason_{k + 1}"] = names[column]
         return frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
 
-    def _states(self, history: EventLog, as_of: pd.Timestamp, horizon_days: float) -> list[CustomerInputs]:
+    def states(
+        self, history: EventLog, as_of: pd.Timestamp, horizon_days: float | None = None
+    ) -> list[CustomerInputs]:
+        """Each customer's inputs at the start of every bin of the horizon (default: the fitted one)."""
         c = self.config
         as_of = pd.Timestamp(as_of)
         return rolled_inputs(
             history.before(as_of).frames(),
             as_of,
-            bins_for(horizon_days, c.bin_days),
+            bins_for(horizon_days or self.horizon_days, c.bin_days),
             c.bin_days,
             self.params.features,
             c.sequence_length,
@@ -381,7 +385,7 @@ class ReturnModel:
             happened (j = 1 .. K - 1, K bins covering the horizon).
         """
         self._require_fitted()
-        return flatten_rollout(self._states(history, as_of, self.horizon_days))
+        return flatten_rollout(self.states(history, as_of, self.horizon_days))
 
     def predict_inputs(self, inputs: pd.DataFrame, horizon_days: int | None = None) -> pd.DataFrame:
         """Scores of flat inputs (`inputs`' output) for the fitted horizon, or a shorter `horizon_days`.
@@ -397,6 +401,20 @@ class ReturnModel:
         states = unflatten_rollout(inputs, encoder.columns, encoder.sequence_length, self.config.bin_days)
         return self._scores(states, horizon_days or self.horizon_days)
 
+    def predict_states(self, states: list[CustomerInputs], horizon_days: int | None = None) -> pd.DataFrame:
+        """Scores of rolled states built by the caller (serving builds one customer's with
+        `dataset.rolled_inputs` and takes the population-relative features from the online store).
+
+        Args:
+            states: the inputs at the start of each bin, bin 0 first (enough bins for the horizon).
+            horizon_days: H (default: the horizon of the fit).
+
+        Returns:
+            customer_id, p_return, reason_1..reason_k, sorted by customer_id.
+        """
+        self._require_fitted()
+        return self._scores(states, horizon_days or self.horizon_days)
+
     def predict(self, history: EventLog, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
         """P(return within `horizon_days`) of every customer with a purchase before `as_of`.
 
@@ -410,7 +428,7 @@ class ReturnModel:
             sorted by customer_id.
         """
         self._require_fitted()
-        return self._scores(self._states(history, as_of, horizon_days), horizon_days)
+        return self._scores(self.states(history, as_of, horizon_days), horizon_days)
 
     # -- persistence --------------------------------------------------------------------------
 
@@ -429,7 +447,7 @@ class ReturnModel:
         if "reliability" in self.validation:
             validation["reliability"] = self.validation["reliability"].to_dict(orient="list")
         state = {
-            "params": self.params.model_dump(mode="json"),
+            "params": self.params.model_dump(mode="json", include=set(SAVED_SECTIONS)),
             "encoder": encoder.to_dict(),
             "n_features": len(encoder.feature_names),
             "networks": len(self.networks),
@@ -452,7 +470,7 @@ class ReturnModel:
         """
         path = Path(path)
         state = json.loads((path / MODEL_FILE).read_text())
-        model = cls(Params.model_validate(state["params"]), path)
+        model = cls(saved_params(state["params"], SAVED_SECTIONS), path)
         model.encoder = InputEncoder.from_dict(state["encoder"])
         model.horizon_days = state["horizon_days"]
         model.calibration = tuple(state["calibration"])

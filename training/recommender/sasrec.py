@@ -11,7 +11,8 @@ Departures from the paper:
   initialise the item embeddings or are projected and added to them ("complement"), so that a
   product nobody interacted with still gets a score that depends on its text;
 - optionally blended with the long-term taste of an ALS matrix factorisation folded in from the
-  same items (see `SASRecRecommender`);
+  same items, their item-kNN neighbours and the items' popularity, the weights chosen on history
+  only (see `SASRecRecommender` and `blend.py`);
 - a customer without history (or a fit without any usable sequence) falls back to popularity.
 """
 
@@ -19,9 +20,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,12 +32,16 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from scipy import sparse
+from threadpoolctl import ThreadpoolController
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from retention.params import Params
 from training.data import EventLog
-from training.recommender.baselines import popularity_counts
+from training.protocol import RecSplit
+from training.recommender.baselines import interactions, item_similarity, popularity_counts
+from training.recommender.blend import BlendParts, blend_grid, choose_weights, sample_users
 from training.recommender.mf import MatrixFactorisation, fold_in
 from training.recommender.sequences import (
     PAD,
@@ -52,9 +59,12 @@ TextMode = Literal["none", "init", "complement"]
 WEIGHTS_FILE = "weights.safetensors"
 NET_PREFIX = "net."  # tensors of the network in WEIGHTS_FILE; the ALS item factors sit beside them
 ITEM_FACTORS = "mf.item_factors"
+SIMILARITY = "knn.similarity."  # + data / indices / indptr of the item-kNN CSR matrix
 CONFIG_FILE = "config.json"
 ITEMS_SEPARATOR = " "  # `inputs` joins a customer's product ids with it (ids holding one are left out)
 NDCG_K = 10  # the cut-off of the per-epoch validation NDCG (the protocol's headline metric)
+THREADPOOLS = ThreadpoolController()  # finds the loaded BLAS libraries once, not on every call
+TUNING_DIR = "tuning"  # the run_dir subfolder of the inner (history-only) fit that chooses the blend
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,17 +355,21 @@ class SequenceConfig:
 
 @dataclass(frozen=True)
 class PreferenceBlend:
-    """The long-term preference added to SASRec's scores (saved with the model).
+    """The long-term preference and popularity added to SASRec's scores (saved with the model).
 
     Attributes:
-        weight: its weight against the standardised SASRec scores (0: pure SASRec).
+        weight: the ALS taste's weight against the standardised SASRec scores (0: none).
         alpha: the matrix factorisation's confidence slope (for the fold-in).
         regularisation: its L2 penalty (for the fold-in).
+        popularity_weight: the standardised log popularity's weight (0: none).
+        knn_weight: the standardised item-kNN score's weight (0: none).
     """
 
     weight: float
     alpha: float
     regularisation: float
+    popularity_weight: float = 0.0
+    knn_weight: float = 0.0
 
 
 def standardised(scores: np.ndarray) -> np.ndarray:
@@ -367,10 +381,13 @@ def standardised(scores: np.ndarray) -> np.ndarray:
 class SASRecRecommender:
     """SASRec behind the `Recommender` protocol, plus save/load and the serving inputs.
 
-    With `sasrec.mf_weight` > 0 a score is the standardised SASRec score plus that weight times
-    the standardised score of an implicit ALS model (`mf.py`) whose customer factors are folded in
-    from the same items the transformer reads: the sequence gives the short-term intent, the
-    factorisation the long-term taste, and both work from a serving input alone.
+    With a blend, a score is the standardised SASRec score plus `mf_weight` times the standardised
+    score of an implicit ALS model (`mf.py`) whose customer factors are folded in from the same
+    items the transformer reads, plus `knn_weight` times the standardised item-kNN score of those
+    items (`baselines.py`), plus `popularity_weight` times the standardised log popularity: the
+    sequence gives the short-term intent, the factorisation and the neighbours the long-term taste,
+    and all work from a serving input alone. `tune` chooses the weights on an inner split of the
+    history (see `blend.py`) before `fit`; without it `fit` uses the configured `sasrec.*_weight`.
 
     Args:
         params: the whole params.yaml (`recommender` for the model, `training` for the Trainer);
@@ -391,6 +408,73 @@ class SASRecRecommender:
         self.sequences: dict[str, np.ndarray] = {}
         self.blend: PreferenceBlend | None = None
         self.item_factors = np.zeros((0, 0), dtype=np.float32)
+        self.similarity: sparse.csr_matrix | None = None
+        self.tuning: dict[str, Any] | None = None  # what `tune` chose and every weight's inner score
+
+    def tune(self, validation: RecSplit, ks: list[int]) -> dict[str, Any] | None:
+        """Choose the blend weights on `validation`, an inner split of the history (`validation_split`).
+
+        A copy of the model is fitted on `validation.history` (checkpoints under run_dir/tuning),
+        and every (mf_weight, popularity_weight, knn_weight) of the params' grid is scored by ndcg at the
+        smallest K on the validation users; `fit` then uses the best pair.
+
+        Args:
+            validation: the split's protocol applied inside its history (never the test window).
+            ks: the evaluation cut-offs (the smallest one decides).
+
+        Returns:
+            The choice (also kept as `tuning`), or None when the grid holds a single pair or the
+            inner fit learns no network (then `fit` uses the configured weights).
+        """
+        if self.params is None or self.run_dir is None:
+            raise RuntimeError("a SASRecRecommender needs params and a run_dir to tune")
+        self.tuning = None
+        config = self.params.recommender.sasrec
+        grid = blend_grid(config)
+        if len(grid) < 2:
+            return None
+        started = time.perf_counter()
+        widest = config.model_copy(
+            update={
+                "mf_weight": max(w[0] for w in grid),
+                "popularity_weight": 0.0,
+                "knn_weight": max(w[2] for w in grid),
+            }
+        )
+        recommender = self.params.recommender.model_copy(update={"sasrec": widest})
+        inner = SASRecRecommender(
+            self.params.model_copy(update={"recommender": recommender}), self.run_dir / TUNING_DIR
+        )
+        log.info(
+            "sasrec: choosing the blend on the inner %s split (%d users) of the history",
+            validation.protocol,
+            len(validation.users),
+        )
+        inner.fit(validation.history, validation.candidates)
+        if inner.net is None:
+            log.warning("sasrec: the inner fit learned no network; keeping the configured blend")
+            return None
+        sample = sample_users(validation, config.tuning_users, self.params.training.seed)
+        choice = choose_weights(sample, inner.blend_parts(sample.users), grid, min(ks))
+        self.tuning = {
+            "protocol": validation.protocol,
+            "as_of": None if validation.as_of is None else str(validation.as_of.date()),
+            "horizon_days": validation.horizon_days,
+            "n_users": len(sample.users),
+            **choice,
+            "epochs": inner.fit_result.epochs if inner.fit_result else 0,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        log.info(
+            "sasrec: blend mf_weight=%s popularity_weight=%s knn_weight=%s (inner %s %.4f of %d pairs)",
+            choice["mf_weight"],
+            choice["popularity_weight"],
+            choice["knn_weight"],
+            choice["metric"],
+            choice["best"],
+            len(choice["grid"]),
+        )
+        return self.tuning
 
     # -- training -----------------------------------------------------------------------------
 
@@ -413,6 +497,7 @@ class SASRecRecommender:
         )
         self.net, self.fit_result = None, FitResult(best_path=None, epochs=0, seconds_per_epoch=0.0)
         self.blend, self.item_factors = None, np.zeros((0, 0), dtype=np.float32)
+        self.similarity = None
         if len(arrays.train_inputs) == 0:
             log.warning("sasrec: no customer has three successive distinct items; scoring by popularity")
             return
@@ -433,11 +518,25 @@ class SASRecRecommender:
             module, NextItemDataModule(arrays, rec.batch_size), trainer_params, self.run_dir
         )
         self.net = module.net.cpu().eval()  # predictions run on CPU in this process
-        if config.mf_weight > 0:
+        mf_weight, popularity_weight, knn_weight = self._blend_weights()
+        if mf_weight > 0:
             factorisation = MatrixFactorisation(self.params)
             factorisation.fit(history, self.index.ids)
             self.item_factors = factorisation.item_factors
-            self.blend = PreferenceBlend(config.mf_weight, rec.mf.alpha, rec.mf.regularisation)
+        if knn_weight > 0:
+            matrix = interactions(history.events, self.index.ids, rec.event_types).matrix
+            self.similarity = item_similarity(matrix, rec.item_knn)
+        if mf_weight > 0 or popularity_weight > 0 or knn_weight > 0:
+            self.blend = PreferenceBlend(
+                mf_weight, rec.mf.alpha, rec.mf.regularisation, popularity_weight, knn_weight
+            )
+
+    def _blend_weights(self) -> tuple[float, float, float]:
+        """(mf, popularity, knn) weights: `tune`'s choice, else the configured ones."""
+        if self.tuning is not None:
+            return tuple(float(self.tuning[f"{part}_weight"]) for part in ("mf", "popularity", "knn"))  # type: ignore[return-value]
+        config = self.params.recommender.sasrec  # type: ignore[union-attr]
+        return config.mf_weight, config.popularity_weight, config.knn_weight
 
     def _net_config(self, text: np.ndarray | None) -> NetConfig:
         config = self.params.recommender.sasrec  # type: ignore[union-attr]
@@ -486,6 +585,18 @@ class SASRecRecommender:
         rows = [i for i, s in enumerate(sequences) if len(s)]
         if self.net is None or not rows:
             return out
+        # torch's worker threads spin between batches; numpy's BLAS threads would fight them for the
+        # cores (2x slower on 2 cores), and the blend's matrices are too small to need them.
+        with THREADPOOLS.limit(limits=1, user_api="blas"):
+            for batch, recent, scores in self._last_position_scores(sequences, rows):
+                out[batch] = self._blended(scores, recent)
+        return out
+
+    def _last_position_scores(
+        self, sequences: list[np.ndarray], rows: list[int] | np.ndarray
+    ) -> Iterator[tuple[list[int] | np.ndarray, list[np.ndarray], np.ndarray]]:
+        """Per batch of `rows`: the rows, their last `max_length` items, SASRec's next-item scores."""
+        assert self.net is not None
         batch_size = self._sequence_config().batch_size
         self.net.eval()
         with torch.no_grad():
@@ -493,17 +604,82 @@ class SASRecRecommender:
                 batch = rows[start : start + batch_size]
                 recent = [sequences[i][-self.net.config.max_length :] for i in batch]
                 items = torch.from_numpy(pad_left(recent, max(len(r) for r in recent)))
-                out[batch] = self._blended(self.net.score_last(items).numpy(), recent)
-        return out
+                yield batch, recent, self.net.score_last(items).numpy()
 
     def _blended(self, scores: np.ndarray, recent: list[np.ndarray]) -> np.ndarray:
-        """Add the folded-in long-term preference of the same items (see the class docstring)."""
+        """Add the folded-in long-term preference and the popularity (see the class docstring)."""
         if self.blend is None:
             return scores
-        users = fold_in(
-            self.item_factors, [r - 1 for r in recent], self.blend.alpha, self.blend.regularisation
+        sasrec, mf, knn = self._parts(scores, recent)
+        blend = self.blend
+        return (
+            sasrec
+            + blend.weight * mf
+            + blend.knn_weight * knn
+            + blend.popularity_weight * self._popularity_part()
         )
-        return standardised(scores) + self.blend.weight * standardised(users @ self.item_factors.T)
+
+    def _parts(
+        self, scores: np.ndarray, recent: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Standardised SASRec, ALS and item-kNN scores of the same items (zeros for a part not fitted)."""
+        mf, knn = np.zeros_like(scores), np.zeros_like(scores)
+        if self.blend is not None and self.item_factors.size:
+            users = fold_in(
+                self.item_factors, [r - 1 for r in recent], self.blend.alpha, self.blend.regularisation
+            )
+            mf = standardised(users @ self.item_factors.T)
+        if self.similarity is not None:
+            rows = np.repeat(np.arange(len(recent)), [len(r) for r in recent])
+            columns = np.concatenate(recent) - 1 if recent else np.zeros(0, dtype=np.int64)
+            shape = (len(recent), self.index.size)
+            binary = sparse.csr_matrix(
+                (np.ones(len(columns), dtype=np.float32), (rows, columns)), shape=shape
+            )
+            binary.sum_duplicates()
+            binary.data[:] = 1.0  # presence only, as in `ItemKNN`
+            knn = standardised(np.asarray((binary @ self.similarity).todense(), dtype=np.float64))
+        return standardised(scores), mf, knn
+
+    def _popularity_part(self) -> np.ndarray:
+        """(1, n_items) standardised log(1 + distinct customers) of each item."""
+        return standardised(np.log1p(self.popularity)[None, :])
+
+    def blend_parts(self, users: np.ndarray) -> BlendParts:
+        """Every part of the blended score of `users` (the grid of `tune` recombines them).
+
+        Args:
+            users: customers of the fitted history (others score by popularity).
+        """
+        if self.net is None:
+            raise RuntimeError("fit the network first")
+        empty = np.zeros(0, dtype=np.int64)
+        sequences = [self.sequences.get(str(u), empty) for u in users]
+        sasrec = np.tile(self.popularity, (len(users), 1))
+        mf, knn = np.zeros_like(sasrec), np.zeros_like(sasrec)
+        has_history = np.array([len(s) > 0 for s in sequences], dtype=bool)
+        rows = np.flatnonzero(has_history)
+        for batch, recent, scores in self._last_position_scores(sequences, rows):
+            sasrec[batch], mf[batch], knn[batch] = self._parts(scores, recent)
+        return BlendParts(np.asarray(users, dtype=str), sasrec, mf, knn, self._popularity_part(), has_history)
+
+    def score_history(self, history: EventLog, users: np.ndarray) -> np.ndarray:
+        """Scores of `users` from their item sequences in `history` (a fitted or loaded model on new data).
+
+        Args:
+            history: events up to the scoring time.
+            users: customer ids.
+
+        Returns:
+            (len(users), n_items) float32, column j scoring product `index.ids[j]`.
+        """
+        sequences = self.history_sequences(history)
+        empty = np.zeros(0, dtype=np.int64)
+        return self.score_sequences([sequences.get(str(u), empty) for u in users])
+
+    def history_sequences(self, history: EventLog) -> dict[str, np.ndarray]:
+        """Each customer's item codes in `history`, oldest first (the input of `score_sequences`)."""
+        return self._sequences(history)
 
     # -- serving ------------------------------------------------------------------------------
 
@@ -580,8 +756,12 @@ class SASRecRecommender:
         (path / WEIGHTS_FILE).unlink(missing_ok=True)
         if self.net is not None:
             tensors = {f"{NET_PREFIX}{k}": v.detach().contiguous() for k, v in self.net.state_dict().items()}
-            if self.blend is not None:
+            if self.blend is not None and self.item_factors.size:
                 tensors[ITEM_FACTORS] = torch.from_numpy(self.item_factors).contiguous()
+            if self.similarity is not None:
+                csr = self.similarity.tocsr()
+                for part in ("data", "indices", "indptr"):
+                    tensors[SIMILARITY + part] = torch.from_numpy(np.ascontiguousarray(getattr(csr, part)))
             save_file(tensors, str(path / WEIGHTS_FILE))
         (path / CONFIG_FILE).write_text(json.dumps(config, indent=1))
 
@@ -617,7 +797,14 @@ class SASRecRecommender:
             model.net.eval()
             if config["blend"] is not None:
                 model.blend = PreferenceBlend(**config["blend"])
-                model.item_factors = tensors[ITEM_FACTORS].numpy()
+                if ITEM_FACTORS in tensors:
+                    model.item_factors = tensors[ITEM_FACTORS].numpy()
+                if SIMILARITY + "data" in tensors:
+                    data, indices, indptr = (
+                        tensors[SIMILARITY + p].numpy() for p in ("data", "indices", "indptr")
+                    )
+                    shape = (model.index.size, model.index.size)
+                    model.similarity = sparse.csr_matrix((data, indices, indptr), shape=shape)
         return model
 
 

@@ -260,7 +260,8 @@ def test_warnings_are_recorded_without_blocking(shop: dict) -> None:
 
 def test_committed_suites_match_the_code(tmp_path: Path) -> None:
     from feature_store import feature_suites
+    from pipelines.campaigns.suite import campaign_suites
     from pipelines.extract import build_suites
 
-    suites = {**build_suites(), **feature_suites(PARAMS.features)}
+    suites = {**build_suites(), **feature_suites(PARAMS.features), **campaign_suites()}
     assert QualityService(tmp_path / "gx").stale_suites(suites) == []

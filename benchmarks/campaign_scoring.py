@@ -1,0 +1,169 @@
+"""Benchmark: campaign recommendation scoring of 100k customers, top-10 over the full catalogue.
+
+End to end is what the campaign DAG runs per target (`pipelines.campaigns.score.recommend_products`):
+each customer's item sequence from the event log, the champion SASRec + ALS blend scored over every
+product, inactive and recently bought products masked, top-k. The baseline, in the same process
+on the same machine, threads and catalogue, is the raw kernel: one (customers x d) @ (d x
+products) matrix multiply plus top-k in torch, on the model's own item embeddings and the SASRec
+states of the same customers (precomputed, so the kernel does nothing else; the time to compute
+those states, one SASRec forward pass per customer, is reported beside it). The issue's target:
+end-to-end throughput at least half the kernel's.
+
+The model is a real SASRec + ALS fit (one epoch on a sample: scoring cost does not depend on
+quality) on a synthetic log with a popularity-skewed catalogue; sizes are options.
+Results go to benchmarks/results/campaign_scoring.json (quoted in README.md).
+
+Usage: python benchmarks/campaign_scoring.py [--customers 100000] [--products 5000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "campaign_scoring.json"
+K = 10
+AS_OF = pd.Timestamp("2026-06-01")
+TARGET_RATIO = 0.5  # issue 5: end to end at least half the kernel's throughput
+
+
+def synthetic_log(customers: int, products: int, mean_items: float, seed: int):  # noqa: ANN201
+    """Purchase sequences with Zipf-like product popularity over the 120 days before AS_OF."""
+    from training.data import event_log_from_frames
+
+    rng = np.random.default_rng(seed)
+    lengths = 1 + rng.poisson(mean_items - 1, customers)
+    popularity = 1.0 / np.arange(1, products + 1) ** 0.8
+    items = rng.choice(products, size=lengths.sum(), p=popularity / popularity.sum())
+    owner = np.repeat(np.arange(customers), lengths)
+    ts = AS_OF - pd.to_timedelta(rng.uniform(0, 120, len(items)), unit="D")
+    events = pd.DataFrame(
+        {
+            "customer_id": [f"C{c:07d}" for c in owner],
+            "product_id": [f"P{i:05d}" for i in items],
+            "ts": ts,
+            "event_type": "purchase",
+        }
+    ).sort_values("ts", kind="stable")
+    return event_log_from_frames(events.reset_index(drop=True))
+
+
+def fitted_model(log, sample: int, work: Path):  # noqa: ANN001, ANN201
+    from retention.params import load_params
+    from training.recommender import SASRecRecommender
+
+    params = load_params(ROOT / "params.yaml")
+    sasrec = params.recommender.sasrec.model_copy(update={"max_epochs": 1})
+    params = params.model_copy(
+        update={
+            "recommender": params.recommender.model_copy(update={"sasrec": sasrec}),
+            "training": params.training.model_copy(update={"max_epochs": 1}),
+        }
+    )
+    ids = log.events["customer_id"].unique()[:sample]
+    sample_log = log.__class__(
+        log.events[log.events["customer_id"].isin(ids)], log.products, log.customers, log.reviews
+    )
+    model = SASRecRecommender(params, work)
+    model.fit(sample_log, np.sort(log.products["product_id"].to_numpy(dtype=str)))
+    return model
+
+
+def end_to_end(model, log, customers: list[str]) -> float:  # noqa: ANN001
+    from pipelines.campaigns.score import recommend_products
+
+    active = set(model.index.ids)
+    started = time.perf_counter()
+    lists = recommend_products(model, log, customers, K, AS_OF, 30, active)
+    seconds = time.perf_counter() - started
+    assert len(lists) == len(customers) and all(len(x) == K for x in lists)
+    return seconds
+
+
+def kernel(users: torch.Tensor, items: torch.Tensor, batch: int) -> float:
+    """One matrix multiply + top-k per batch of customers (the same batch size as end to end)."""
+    started = time.perf_counter()
+    for start in range(0, len(users), batch):
+        torch.topk(users[start : start + batch] @ items.T, K, dim=1)
+    return time.perf_counter() - started
+
+
+def user_states(model, log, customers: list[str]) -> torch.Tensor:  # noqa: ANN001
+    """The SASRec state of each customer's last position (the kernel's precomputed input)."""
+    from training.recommender.sasrec import pad_left
+
+    sequences = model.history_sequences(log)
+    states = []
+    with torch.no_grad():
+        for start in range(0, len(customers), 1024):
+            recent = [sequences[c][-model.net.config.max_length :] for c in customers[start : start + 1024]]
+            hidden = model.net(torch.from_numpy(pad_left(recent, max(len(r) for r in recent))))
+            states.append(hidden[:, -1, :])
+    return torch.cat(states)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--products", type=int, default=5_000)
+    parser.add_argument("--mean-items", type=float, default=12.0, help="Mean purchases per customer.")
+    parser.add_argument("--sample", type=int, default=5_000, help="Customers the model is fitted on.")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    from pipelines.campaigns.score import SCORE_BATCH
+
+    torch.set_num_threads(torch.get_num_threads())
+    log = synthetic_log(args.customers, args.products, args.mean_items, seed=7)
+    print(f"log: {len(log.events):,} purchases of {args.customers:,} customers, {args.products:,} products")
+    with tempfile.TemporaryDirectory() as work:
+        model = fitted_model(log, args.sample, Path(work))
+    customers = sorted(log.events["customer_id"].unique())
+    items = model.net.item_vectors()[1:].detach()  # row 0 is padding
+    e2e, raw, encode = [], [], []
+    for repeat in range(args.repeats):
+        started = time.perf_counter()
+        users = user_states(model, log, customers)
+        encode.append(time.perf_counter() - started)
+        raw.append(kernel(users, items, SCORE_BATCH))
+        e2e.append(end_to_end(model, log, customers))
+        print(
+            f"run {repeat + 1}: end to end {e2e[-1]:.2f} s, kernel {raw[-1]:.2f} s, SASRec states {encode[-1]:.2f} s"
+        )
+    n = len(customers)
+    result = {
+        "machine": {"cpus": torch.get_num_threads(), "python": platform.python_version()},
+        "data": {
+            "customers": n,
+            "products": int(model.index.size),
+            "purchases": int(len(log.events)),
+            "k": K,
+            "model": "SASRec + ALS blend (params.yaml), fitted 1 epoch on a sample",
+        },
+        "end_to_end_seconds_median": round(statistics.median(e2e), 3),
+        "kernel_seconds_median": round(statistics.median(raw), 3),
+        "sasrec_states_seconds_median": round(statistics.median(encode), 3),
+        "end_to_end_customers_per_second": round(n / statistics.median(e2e)),
+        "kernel_customers_per_second": round(n / statistics.median(raw)),
+        "ratio": round(statistics.median(raw) / statistics.median(e2e), 3),
+        "target_ratio": TARGET_RATIO,
+        "runs": {"end_to_end": e2e, "kernel": raw, "sasrec_states": encode},
+    }
+    result["target_met"] = result["ratio"] >= TARGET_RATIO
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

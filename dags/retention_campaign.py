@@ -1,0 +1,78 @@
+"""Weekly retention campaign: score every active customer with the champions, select, validate, publish.
+
+As-of is the data interval's end (the schedule is params.yaml `campaign.schedule`). The run first
+checks that the warehouse is fresh up to as-of (`campaign.max_feature_age_hours`), then builds the
+target list (exclusions, value at stake, quotas, budget, a hashed control group per risk decile,
+recommendations and reason codes), validates it with the `campaign.targets` GX suite, and
+publishes it atomically with its CSV and Parquet exports. A rerun of the same interval rebuilds
+the same list and changes nothing. The last task measures the lift of earlier campaigns whose
+horizon has passed and logs it to MLflow.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Asset, dag, task
+
+from retention.params import load_params
+from retention.settings import DEFAULT_PARAMS
+
+CAMPAIGN = Asset("retention://campaigns")
+SCHEDULE = load_params(DEFAULT_PARAMS).campaign.schedule
+
+
+@dag(
+    schedule=SCHEDULE,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),  # = params.yaml simulate.start
+    catchup=False,
+    max_active_runs=1,  # cooldowns read the campaigns published before
+    default_args={"retries": 0},  # a rejected list must not be retried blindly
+    tags=["retention", "campaigns"],
+    doc_md=__doc__,
+)
+def retention_campaign() -> None:
+    @task
+    def build_list(data_interval_end=None) -> str:  # noqa: ANN001
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from pipelines.campaigns.run import build
+        from pipelines.campaigns.score import CampaignError
+
+        try:
+            return str(build(data_interval_end))
+        except CampaignError as error:  # stale data or no champion: retrying will not help
+            raise AirflowFailException(str(error)) from error
+
+    @task
+    def validate_list(folder: str) -> dict:
+        from pathlib import Path
+
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from pipelines.campaigns.run import CampaignRejected, validate
+
+        try:
+            return validate(Path(folder))
+        except CampaignRejected as rejected:
+            raise AirflowFailException(str(rejected)) from rejected
+
+    @task(outlets=[CAMPAIGN])
+    def publish_list(folder: str, validation: dict) -> dict:
+        from pathlib import Path
+
+        from pipelines.campaigns.run import publish
+
+        published = publish(Path(folder))
+        return {k: published[k] for k in ("campaign_id", "n_targets", "n_control", "exports")}
+
+    @task
+    def measure_lift(published: dict) -> list[str]:
+        from pipelines.campaigns.run import measure_lifts
+
+        return measure_lifts()
+
+    folder = build_list()
+    measure_lift(publish_list(folder, validate_list(folder)))
+
+
+retention_campaign()

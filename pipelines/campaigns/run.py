@@ -1,0 +1,322 @@
+"""Campaign tasks (called by the campaign DAG and `retention campaigns run`): build, validate, publish, lift.
+
+`build` stages the list under RETENTION_HOME/staging/campaigns/<id>/; `validate` runs the GX suite
+on it and records the result beside it; `publish` refuses a list that was not validated as it is
+now, then replaces the campaign in one transaction and writes the exports atomically. Re-running
+an interval rebuilds the same list (same data, models and parameters) and publishing it again
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, select
+
+from pipelines.campaigns.lift import data_end, measure_due
+from pipelines.campaigns.score import (
+    CampaignError,
+    active_products,
+    customer_contacts,
+    load_champions,
+    recommend_products,
+    score_customers,
+)
+from pipelines.campaigns.select import CONTROL, TREATMENT, campaign_id, select_targets
+from pipelines.campaigns.store import (
+    TARGET_COLUMNS,
+    CampaignNotFound,
+    export_frame,
+    get_campaign,
+    write_campaign,
+)
+from pipelines.campaigns.suite import SUITE_NAME, suite_parameters, validation_frame
+from pipelines.extract.run import naive_utc, session
+from retention.atomic import atomic_path
+from retention.db.platform import Campaign, CampaignTarget
+from retention.db.shop import utc_now
+from retention.params import CampaignParams
+from retention.settings import Settings
+
+log = logging.getLogger("retention.campaigns")
+TARGETS_FILE, META_FILE, VALIDATION_FILE = "targets.parquet", "campaign.json", "validation.json"
+EXPORT_FORMATS = ("csv", "parquet")
+
+
+class CampaignRejected(RuntimeError):
+    """The staged list failed its GX suite; nothing was published."""
+
+
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def params_hash(params: CampaignParams) -> str:
+    """Hash of the campaign section of params.yaml (stored with every list)."""
+    return _digest(params.model_dump(mode="json"))
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def staging_dir(settings: Settings, campaign: str) -> Path:
+    """Where a campaign is staged between build, validation and publication."""
+    return settings.staging_dir / "campaigns" / campaign
+
+
+def export_dir(settings: Settings, campaign: str) -> Path:
+    """Where a published campaign's exports live."""
+    return settings.home / "campaigns" / campaign
+
+
+def check_freshness(engine: Engine, as_of: pd.Timestamp, params: CampaignParams) -> pd.Timestamp:
+    """The warehouse must be complete up to at most `max_feature_age_hours` before as-of.
+
+    Raises:
+        CampaignError: no published data, or it ends too long before as-of.
+    """
+    end = data_end(engine)
+    oldest = as_of - pd.Timedelta(hours=params.max_feature_age_hours)
+    if end is None or end < oldest:
+        raise CampaignError(
+            f"the warehouse is complete up to {end} but a campaign as of {as_of} needs data up to at "
+            f"least {oldest} (campaign.max_feature_age_hours); run the extraction DAG first"
+        )
+    return end
+
+
+def recently_treated(engine: Engine, as_of: pd.Timestamp, days: int, other_than: str) -> set[str]:
+    """Customers in the treatment arm of another campaign with as-of in [as_of - days, as_of)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(CampaignTarget.customer_id)
+            .join(Campaign, Campaign.campaign_id == CampaignTarget.campaign_id)
+            .where(
+                CampaignTarget.arm == TREATMENT,
+                Campaign.campaign_id != other_than,
+                Campaign.as_of >= as_of - pd.Timedelta(days=days),
+                Campaign.as_of < as_of,
+            )
+        ).scalars()
+        return set(rows)
+
+
+def build(as_of: datetime, settings: Settings | None = None) -> Path:
+    """Score, select and stage the campaign as of `as_of`; returns the staging folder."""
+    from feature_store.checks import checked_features
+    from retention.quality import QualityService
+    from training.data import read_event_log
+
+    with session(settings) as (settings, params, engine):
+        config = params.campaign
+        when = pd.Timestamp(naive_utc(as_of))
+        check_freshness(engine, when, config)
+        champions = load_champions(settings)
+        history = read_event_log(engine, "warehouse", before=when.to_pydatetime())
+        features = checked_features(
+            engine, when.to_pydatetime(), params.features, QualityService(settings.gx_dir)
+        )
+        scored = score_customers(engine, history, features, champions, params, when)
+        campaign = campaign_id(config.name, when)
+        cooldown = recently_treated(engine, when, config.cooldown_days, campaign)
+        targets, funnel = select_targets(scored, config, campaign, cooldown)
+        targets["recommendations"] = recommend_products(
+            champions.recommender,
+            history,
+            targets["customer_id"].tolist(),
+            config.recommendations,
+            when,
+            config.recent_purchase_days,
+            active_products(engine),
+        )
+        targets["campaign_id"] = campaign
+        folder = staging_dir(settings, campaign)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / VALIDATION_FILE).unlink(missing_ok=True)  # a new build needs a new validation
+        with atomic_path(folder / TARGETS_FILE) as tmp:
+            targets[TARGET_COLUMNS].to_parquet(tmp, index=False)
+        meta = {
+            "campaign_id": campaign,
+            "name": config.name,
+            "as_of": when.isoformat(),
+            "horizon_days": config.horizon_days,
+            "model_versions": champions.versions,
+            "params_hash": params_hash(config),
+            "funnel": funnel,
+        }
+        with atomic_path(folder / META_FILE) as tmp:
+            tmp.write_text(json.dumps(meta, indent=2))
+        log.info(
+            "%s: %d targets (%d control) of %d scored customers",
+            campaign,
+            funnel["selected"],
+            funnel["control"],
+            funnel["scored"],
+        )
+        return folder
+
+
+def read_staged(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The staged targets and metadata.
+
+    Raises:
+        FileNotFoundError: nothing staged there (run the build first).
+    """
+    if not (folder / TARGETS_FILE).exists():
+        raise FileNotFoundError(f"no campaign staged in {folder}: run the build task first")
+    targets = pd.read_parquet(folder / TARGETS_FILE)
+    for column in ("reasons", "recommendations"):
+        targets[column] = targets[column].map(lambda v: [str(x) for x in v] if v is not None else [])
+    return targets, json.loads((folder / META_FILE).read_text())
+
+
+def validate(folder: Path, settings: Settings | None = None) -> dict[str, Any]:
+    """Run the `campaign.targets` suite on the staged list; record the result beside it.
+
+    Raises:
+        CampaignRejected: a critical expectation failed (the message names each one).
+    """
+    from retention.quality import QualityService
+
+    with session(settings) as (settings, params, engine):
+        targets, meta = read_staged(folder)
+        contacts = customer_contacts(engine, targets["customer_id"].tolist())
+        consent = (
+            contacts.set_index("customer_id")["marketing_consent"] if len(contacts) else pd.Series(dtype=bool)
+        )
+        failed: list[str] = []
+        docs_url = None
+        if len(targets):  # an empty list (nobody at risk) has nothing to check row by row
+            report = QualityService(settings.gx_dir).validate(
+                SUITE_NAME,
+                validation_frame(targets, consent),
+                suite_parameters(params.campaign, len(targets)),
+            )
+            failed = [f"{o.name}: {o.detail}" for o in report.failed]
+            docs_url = report.docs_url
+        result = {
+            "success": not failed,
+            "failed": failed,
+            "docs_url": docs_url,
+            "targets_sha256": _file_hash(folder / TARGETS_FILE),
+        }
+        with atomic_path(folder / VALIDATION_FILE) as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
+        if failed:
+            listed = "\n  ".join(failed)
+            raise CampaignRejected(
+                f"campaign {meta['campaign_id']} failed {len(failed)} critical expectation(s); not "
+                f"published:\n  {listed}\nGX Data Docs: {docs_url}"
+            )
+        return result
+
+
+def _write_exports(engine: Engine, settings: Settings, campaign: str) -> dict[str, str]:
+    frame = export_frame(engine, campaign)
+    folder = export_dir(settings, campaign)
+    paths = {}
+    for fmt in EXPORT_FORMATS:
+        target = folder / f"targets.{fmt}"
+        with atomic_path(target) as tmp:
+            if fmt == "csv":
+                frame.to_csv(tmp, index=False)
+            else:
+                frame.to_parquet(tmp, index=False)
+        paths[fmt] = str(target)
+    return paths
+
+
+def publish(folder: Path, settings: Settings | None = None) -> dict[str, Any]:
+    """Publish a validated staged list (replacing any earlier version of the campaign) and export it.
+
+    Raises:
+        CampaignRejected: the list was not validated, failed, or changed since validation.
+    """
+    with session(settings) as (settings, _params, engine):
+        targets, meta = read_staged(folder)
+        campaign = meta["campaign_id"]
+        checked = folder / VALIDATION_FILE
+        validation = json.loads(checked.read_text()) if checked.exists() else None
+        if validation is None or not validation["success"]:
+            raise CampaignRejected(f"campaign {campaign} has no passing validation: it cannot be published")
+        if validation["targets_sha256"] != _file_hash(folder / TARGETS_FILE):
+            raise CampaignRejected(f"campaign {campaign} changed after validation: validate it again")
+        content = _digest(
+            [targets[TARGET_COLUMNS].to_dict("records"), meta["model_versions"], meta["params_hash"]]
+        )
+        try:
+            existing = get_campaign(engine, campaign)
+        except CampaignNotFound:
+            existing = None
+        exports_present = all(
+            (export_dir(settings, campaign) / f"targets.{f}").exists() for f in EXPORT_FORMATS
+        )
+        if existing is not None and existing["content_hash"] == content and exports_present:
+            log.info("%s: already published with the same content; nothing changed", campaign)
+            return existing
+        n_control = int((targets["arm"] == CONTROL).sum())
+        row = {
+            "campaign_id": campaign,
+            "name": meta["name"],
+            "as_of": pd.Timestamp(meta["as_of"]).to_pydatetime(),
+            "horizon_days": meta["horizon_days"],
+            "published_at": utc_now(),
+            "n_targets": len(targets),
+            "n_control": n_control,
+            "control_share": n_control / len(targets) if len(targets) else 0.0,
+            "segments": {k: int(v) for k, v in targets["segment"].value_counts().sort_index().items()},
+            "model_versions": meta["model_versions"],
+            "params_hash": meta["params_hash"],
+            "content_hash": content,
+            "funnel": meta["funnel"],
+            "exports": {},
+            "lift": None,
+        }
+        if existing is not None and existing["content_hash"] == content:
+            row["published_at"], row["lift"] = existing["published_at"], existing["lift"]
+        write_campaign(engine, row, targets)
+        exports = _write_exports(engine, settings, campaign)
+        with engine.begin() as connection:
+            connection.execute(
+                Campaign.__table__.update().where(Campaign.campaign_id == campaign).values(exports=exports)
+            )
+        log.info(
+            "%s: published %d targets; exports in %s", campaign, len(targets), export_dir(settings, campaign)
+        )
+        return get_campaign(engine, campaign)
+
+
+def export(campaign: str, fmt: str, out: Path, settings: Settings | None = None) -> Path:
+    """Write a published campaign's marketing export to `out` (atomically)."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(EXPORT_FORMATS)} (got {fmt!r})")
+    with session(settings) as (_settings, _params, engine):
+        frame = export_frame(engine, campaign)
+    with atomic_path(out) as tmp:
+        if fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+    return out
+
+
+def measure_lifts(settings: Settings | None = None) -> list[str]:
+    """Measure (and log to MLflow) the lift of every campaign whose horizon has passed."""
+    with session(settings) as (settings, params, engine):
+        return measure_due(engine, settings, params.campaign.lift_confidence)
+
+
+def run_campaign(as_of: datetime, settings: Settings | None = None) -> dict[str, Any]:
+    """Build, validate and publish the campaign as of `as_of`, then measure due lifts."""
+    folder = build(as_of, settings)
+    validate(folder, settings)
+    published = publish(folder, settings)
+    measure_lifts(settings)
+    return published

@@ -1,0 +1,218 @@
+"""Score every active customer with the champion models: P(churn), reasons, value and products.
+
+Customer features come from the feature store computed at the campaign's as-of (point-in-time
+correct, so a rerun or backfill of an old interval scores what was known then).
+
+The champions are loaded by alias from the MLflow registry, so a promotion changes what the next
+campaign uses without any code or configuration change. Recommendations are the champion
+recommender's top-K over the full catalogue, restricted to active products the customer has not
+bought within `recent_purchase_days`, in batches (one matrix of scores per batch, then top-k).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sqlalchemy import Engine, select
+
+from retention.db.warehouse import WAREHOUSE
+from retention.params import Params
+from retention.settings import Settings
+from training.data import EventLog
+
+log = logging.getLogger("retention.campaigns")
+SCORE_BATCH = 4096  # customers per score matrix (bounds memory: batch x catalogue floats)
+
+
+class CampaignError(RuntimeError):
+    """A campaign cannot be built (no champion, stale features, bad parameters)."""
+
+
+@dataclass(frozen=True)
+class Champions:
+    """The serving models and their registry versions."""
+
+    return_model: Any
+    return_version: str
+    recommender: Any
+    recommender_version: str
+
+    @property
+    def versions(self) -> dict[str, str]:
+        from training.registry import REGISTERED_NAMES
+
+        return {
+            REGISTERED_NAMES["return"]: self.return_version,
+            REGISTERED_NAMES["recommender"]: self.recommender_version,
+        }
+
+
+def load_champions(settings: Settings) -> Champions:
+    """Load both `champion` versions.
+
+    Raises:
+        CampaignError: a model has no champion yet (train it and run the gate first).
+    """
+    from mlflow import MlflowClient
+
+    from training.gate import load_native
+    from training.registry import CHAMPION, REGISTERED_NAMES, alias_version
+
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    found: dict[str, tuple[Any, str]] = {}
+    for kind, name in REGISTERED_NAMES.items():
+        version = alias_version(client, name, CHAMPION)
+        if version is None:
+            raise CampaignError(
+                f"{name} has no champion: train it and run `retention models gate --model {kind}`"
+            )
+        found[kind] = (load_native(settings.mlflow_tracking_uri, name, version), version)
+    return Champions(found["return"][0], found["return"][1], found["recommender"][0], found["recommender"][1])
+
+
+def customer_contacts(engine: Engine, customer_ids: list[str]) -> pd.DataFrame:
+    """customer_id, marketing_consent, email of the given customers (used for exclusions only)."""
+    table = WAREHOUSE["customers"]
+    parts = []
+    with engine.connect() as connection:
+        for start in range(0, len(customer_ids), 5000):
+            rows = connection.execute(
+                select(table.c.customer_id, table.c.marketing_consent, table.c.email).where(
+                    table.c.customer_id.in_(customer_ids[start : start + 5000])
+                )
+            ).all()
+            parts.append(pd.DataFrame(rows, columns=["customer_id", "marketing_consent", "email"]))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id"])
+
+
+def churn_scores(model: Any, history: EventLog, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
+    """customer_id, p_churn = 1 - P(return within H), reasons (list of feature names)."""
+    scored = model.predict(history, as_of, horizon_days)
+    reason_columns = [c for c in scored.columns if c.startswith("reason_")]
+    reasons = scored[reason_columns].apply(lambda row: [r for r in row if isinstance(r, str)], axis=1)
+    return pd.DataFrame(
+        {
+            "customer_id": scored["customer_id"].astype(str),
+            "p_churn": 1.0 - scored["p_return"].to_numpy(dtype=float),
+            "reasons": reasons.to_numpy() if len(scored) else [],
+        }
+    )
+
+
+def active_products(engine: Engine) -> set[str]:
+    """Ids of the products on sale (the warehouse catalogue's `active` flag)."""
+    table = WAREHOUSE["products"]
+    with engine.connect() as connection:
+        return set(connection.execute(select(table.c.product_id).where(table.c.active.is_(True))).scalars())
+
+
+def _recent_purchase_mask(
+    history: EventLog, customer_ids: list[str], columns: pd.Index, as_of: pd.Timestamp, days: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) pairs of products each customer bought within `days` before as-of."""
+    events = history.events
+    recent = events.loc[
+        (events["event_type"] == "purchase") & (events["ts"] >= as_of - pd.Timedelta(days=days)),
+        ["customer_id", "product_id"],
+    ]
+    rows = pd.Index(customer_ids).get_indexer(recent["customer_id"].astype(str))
+    cols = columns.get_indexer(recent["product_id"].astype(str))
+    keep = (rows >= 0) & (cols >= 0)
+    return rows[keep], cols[keep]
+
+
+def recommend_products(
+    model: Any,
+    history: EventLog,
+    customer_ids: list[str],
+    k: int,
+    as_of: pd.Timestamp,
+    recent_purchase_days: int,
+    active: set[str],
+) -> list[list[str]]:
+    """Top-k product ids per customer (best first) over the full catalogue.
+
+    Products outside `active` and those the customer bought within `recent_purchase_days` are masked.
+    """
+    allowed = torch.from_numpy(np.array([pid in active for pid in model.index.ids], dtype=bool))
+    mask_rows, mask_cols = _recent_purchase_mask(
+        history, customer_ids, pd.Index(model.index.ids), as_of, recent_purchase_days
+    )
+    sequences = model.history_sequences(history)
+    empty = np.zeros(0, dtype=np.int64)
+    k = min(k, int(allowed.sum()))
+    out: list[list[str]] = []
+    for start in range(0, len(customer_ids), SCORE_BATCH):
+        batch = customer_ids[start : start + SCORE_BATCH]
+        scores = torch.from_numpy(model.score_sequences([sequences.get(c, empty) for c in batch]))
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        inside = (mask_rows >= start) & (mask_rows < start + len(batch))
+        rows = torch.from_numpy(mask_rows[inside] - start)
+        scores[rows, torch.from_numpy(mask_cols[inside])] = float("-inf")
+        top = torch.topk(scores, k, dim=1)
+        ids = model.index.ids[top.indices.numpy()]
+        finite = torch.isfinite(top.values).numpy()
+        out.extend([list(ids[r][finite[r]]) for r in range(len(batch))])
+    return out
+
+
+def score_customers(
+    engine: Engine,
+    history: EventLog,
+    features: pd.DataFrame,
+    champions: Champions,
+    params: Params,
+    as_of: pd.Timestamp,
+) -> pd.DataFrame:
+    """Every active customer with P(churn), reasons, value and contact flags.
+
+    Args:
+        engine: the platform database (contact flags).
+        history: the warehouse log before as-of.
+        features: the feature store's table as of as-of (one row per active customer).
+        champions: the serving models.
+        params: params.yaml.
+        as_of: the scoring time.
+
+    Returns:
+        customer_id, p_churn, reasons, predicted_value, segment, recency_days, marketing_consent,
+        email (the last two only for exclusions; they are not stored with targets).
+    """
+    campaign = params.campaign
+    value_feature = f"monetary_{campaign.value_days}d"
+    if campaign.value_days not in params.features.windows_days:
+        raise CampaignError(
+            f"campaign.value_days {campaign.value_days} must be one of features.windows_days "
+            f"{params.features.windows_days} (it reads the feature {value_feature})"
+        )
+    if features.empty:
+        raise CampaignError(f"no customer has a purchase before {as_of}: nobody to score")
+    chosen = features[["customer_id", value_feature, "rfm_segment", "recency_days"]]
+    churn = churn_scores(champions.return_model, history, as_of, campaign.horizon_days)
+    frame = chosen.merge(churn, on="customer_id", how="inner", validate="one_to_one")
+    if len(frame) != len(chosen):
+        raise CampaignError(f"the return model scored {len(frame)} of {len(chosen)} active customers")
+    frame = frame.assign(
+        predicted_value=frame[value_feature].fillna(0.0) * campaign.horizon_days / campaign.value_days,
+        segment=frame["rfm_segment"].fillna("unknown").astype(str),
+    )
+    contacts = customer_contacts(engine, frame["customer_id"].tolist())
+    frame = frame.merge(contacts, on="customer_id", how="left", validate="one_to_one")
+    log.info("scored %d active customers as of %s", len(frame), as_of)
+    return frame[
+        [
+            "customer_id",
+            "p_churn",
+            "reasons",
+            "predicted_value",
+            "segment",
+            "recency_days",
+            "marketing_consent",
+            "email",
+        ]
+    ]

@@ -1,0 +1,85 @@
+"""The platform's decision tables: model promotions (audit) and published retention campaigns.
+
+Campaign targets hold pseudonymous customer ids, scores, reasons and recommendations only: contact
+details stay in the customer table and are joined at export time, for consenting customers only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from retention.db.models import ID, Base
+
+
+class ModelDecision(Base):
+    """Audit log of the registry: every gate decision, manual promotion and rollback."""
+
+    __tablename__ = "platform_model_decisions"
+
+    decision_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    registered_name: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[str] = mapped_column(String(32))  # the version the decision is about
+    action: Mapped[str] = mapped_column(String(32))  # promoted | rejected | manual_promote | rollback
+    champion_before: Mapped[str | None] = mapped_column(String(32))
+    champion_after: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    metrics: Mapped[dict] = mapped_column(JSON)  # both sides' holdout metrics and the checks
+    actor: Mapped[str] = mapped_column(String(64))  # "gate" or the person's name
+    decided_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ModelLock(Base):
+    """One row per registered model; promotions update it first, which serialises them."""
+
+    __tablename__ = "platform_model_locks"
+
+    registered_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    locked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Campaign(Base):
+    """A published retention-campaign target list (id = name + as-of; a rerun replaces it)."""
+
+    __tablename__ = "platform_campaigns"
+
+    campaign_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    as_of: Mapped[datetime] = mapped_column(DateTime, index=True)
+    horizon_days: Mapped[int] = mapped_column(Integer)  # return window the lift is measured over
+    published_at: Mapped[datetime] = mapped_column(DateTime)
+    n_targets: Mapped[int] = mapped_column(Integer)
+    n_control: Mapped[int] = mapped_column(Integer)
+    control_share: Mapped[float] = mapped_column(Float)  # realised share of the list held out
+    segments: Mapped[dict] = mapped_column(JSON)  # {segment: targets}
+    model_versions: Mapped[dict] = mapped_column(JSON)  # {registered model: version}
+    params_hash: Mapped[str] = mapped_column(String(64))  # of the campaign section of params.yaml
+    content_hash: Mapped[str] = mapped_column(
+        String(64)
+    )  # of the target rows (a rerun that matches is a no-op)
+    funnel: Mapped[dict] = mapped_column(JSON)  # scored, excluded by reason, eligible, selected
+    exports: Mapped[dict] = mapped_column(JSON)  # {format: path}
+    lift: Mapped[dict | None] = mapped_column(JSON)  # measured once the horizon has passed
+
+
+class CampaignTarget(Base):
+    """One customer of a campaign: treatment or control, with scores, reasons and recommendations."""
+
+    __tablename__ = "platform_campaign_targets"
+
+    campaign_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    arm: Mapped[str] = mapped_column(String(16))  # treatment | control
+    rank: Mapped[int] = mapped_column(Integer)  # 1 = most value at stake
+    segment: Mapped[str] = mapped_column(String(32))
+    risk_decile: Mapped[int] = mapped_column(Integer)  # 1 = lowest P(churn) of the list .. 10
+    p_churn: Mapped[float] = mapped_column(Float)
+    predicted_value: Mapped[float] = mapped_column(Float)
+    value_at_stake: Mapped[float] = mapped_column(Float)
+    reasons: Mapped[list] = mapped_column(JSON)  # the return model's top features
+    recommendations: Mapped[list] = mapped_column(JSON)  # product ids, best first

@@ -1,0 +1,319 @@
+"""The retention HTTP API: campaigns and their target lists for marketing, per-customer scores.
+
+`create_app` builds the FastAPI app from the deployment settings. Every route but `/healthz`,
+the OpenAPI schema and the web login needs a token (see `serving.auth`); marketing's read-only
+token reads campaigns and scores, the admin token also sees the registry. Customer scores come
+from the registry's `champion` models, re-checked at most every `RETENTION_API_MODEL_REFRESH_SECONDS`
+(see `serving.models`), and from the customer's own warehouse rows (see `serving.customers`).
+Unknown customers and campaigns are 404, bad parameters 422; a missing champion or an online store
+that does not match the model is 503 (an operator must act), never a 500.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, text
+
+from feature_store.definitions import feature_version
+from feature_store.online import read_online
+from pipelines.campaigns.score import active_products
+from pipelines.campaigns.store import CampaignNotFound, export_frame, get_campaign, list_campaigns
+from retention.db import create_db_engine
+from retention.settings import Settings
+from serving.auth import Role, load_tokens, require
+from serving.customers import (
+    NotScored,
+    churn_score,
+    customer_exists,
+    read_customer_log,
+    recommend,
+)
+from serving.models import ChampionModels, NoChampion
+from serving.schemas import (
+    EXPORT_FORMATS,
+    CampaignDetail,
+    CampaignId,
+    CampaignSummary,
+    Churn,
+    CustomerId,
+    Health,
+    ModelRef,
+    ModelVersions,
+    Problem,
+    Recommendation,
+    Recommendations,
+    download_url,
+)
+from serving.settings import ServingSettings
+
+log = logging.getLogger("retention.serving")
+API_TITLE = "Retention platform API"
+API_VERSION = "1"
+MAX_RECOMMENDATIONS = 100
+DEFAULT_RECOMMENDATIONS = 10
+PARQUET_TYPE = "application/vnd.apache.parquet"
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "missing or invalid token"},
+    403: {"model": Problem, "description": "the token lacks the role"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "unknown id"}}
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": Problem, "description": "no champion model, or the online store does not match it"}
+}
+
+
+def _engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def _models(request: Request) -> ChampionModels:
+    return request.app.state.models
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **{k: row[k] for k in ("campaign_id", "name", "as_of", "published_at", "horizon_days")},
+        **{k: row[k] for k in ("n_targets", "n_control", "control_share", "lift")},
+        "segments": {str(k): int(v) for k, v in (row["segments"] or {}).items()},
+        "model_versions": {str(k): str(v) for k, v in (row["model_versions"] or {}).items()},
+    }
+
+
+def _attachment(campaign_id: str, fmt: str) -> dict[str, str]:
+    filename = re.sub(r"[^A-Za-z0-9._-]", "_", campaign_id) + f".{fmt}"
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+
+
+def _campaign(engine: Engine, campaign_id: str) -> dict[str, Any]:
+    try:
+        return get_campaign(engine, campaign_id)
+    except CampaignNotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+
+
+def _export(engine: Engine, campaign_id: str) -> Any:
+    try:
+        return export_frame(engine, campaign_id)
+    except CampaignNotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+
+
+def _require_customer(engine: Engine, customer_id: str) -> None:
+    if not customer_exists(engine, customer_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown customer {customer_id!r}")
+
+
+def _unavailable(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail)
+
+
+# -- routes -------------------------------------------------------------------------------------
+
+health = APIRouter(tags=["health"])
+campaigns = APIRouter(tags=["campaigns"], dependencies=[Depends(require(Role.MARKETING))], responses=ERRORS)
+customers = APIRouter(tags=["customers"], dependencies=[Depends(require(Role.MARKETING))], responses=ERRORS)
+admin = APIRouter(tags=["admin"], dependencies=[Depends(require(Role.ADMIN))], responses=ERRORS)
+
+
+@health.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+def healthz(request: Request) -> Any:
+    """Liveness for the compose health check (no token): the database answers; the served versions."""
+    try:
+        with _engine(request).connect() as connection:
+            connection.execute(text("SELECT 1"))
+        state = "ok"
+    except Exception:  # the check's whole purpose is to report this, not to raise it
+        log.exception("health check: the database does not answer")
+        state = "database unavailable"
+    body = Health(status=state, models=_models(request).served_versions())
+    code = status.HTTP_200_OK if state == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE
+    return JSONResponse(body.model_dump(), status_code=code)
+
+
+@campaigns.get("/campaigns", response_model=list[CampaignSummary])
+def campaign_list(request: Request) -> list[dict[str, Any]]:
+    """Every published campaign, newest as-of first."""
+    return [_summary(row) for row in list_campaigns(_engine(request))]
+
+
+@campaigns.get("/campaigns/{campaign_id}", response_model=CampaignDetail, responses=NOT_FOUND)
+def campaign_detail(request: Request, campaign_id: CampaignId) -> dict[str, Any]:
+    """One campaign with its selection funnel, hashes and download links."""
+    row = _campaign(_engine(request), campaign_id)
+    return {
+        **_summary(row),
+        "funnel": row["funnel"] or {},
+        "params_hash": row["params_hash"],
+        "content_hash": row["content_hash"],
+        "downloads": {fmt: download_url(campaign_id, fmt) for fmt in EXPORT_FORMATS},
+    }
+
+
+@campaigns.get(
+    "/campaigns/{campaign_id}/targets.csv",
+    response_class=Response,
+    responses={**NOT_FOUND, 200: {"content": {"text/csv": {}}, "description": "the marketing export"}},
+)
+def campaign_csv(request: Request, campaign_id: CampaignId) -> Response:
+    """The target list as CSV: e-mail only for consenting customers of the treatment arm."""
+    frame = _export(_engine(request), campaign_id)
+    return Response(
+        frame.to_csv(index=False),
+        media_type="text/csv; charset=utf-8",
+        headers=_attachment(campaign_id, "csv"),
+    )
+
+
+@campaigns.get(
+    "/campaigns/{campaign_id}/targets.parquet",
+    response_class=Response,
+    responses={**NOT_FOUND, 200: {"content": {PARQUET_TYPE: {}}, "description": "the marketing export"}},
+)
+def campaign_parquet(request: Request, campaign_id: CampaignId) -> Response:
+    """The target list as Parquet (same rows and columns as the CSV)."""
+    frame = _export(_engine(request), campaign_id)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return Response(buffer.getvalue(), media_type=PARQUET_TYPE, headers=_attachment(campaign_id, "parquet"))
+
+
+@customers.get(
+    "/customers/{customer_id}/recommendations",
+    response_model=Recommendations,
+    responses={**NOT_FOUND, **UNAVAILABLE},
+)
+def customer_recommendations(
+    request: Request,
+    customer_id: CustomerId,
+    k: Annotated[int, Query(ge=1, le=MAX_RECOMMENDATIONS, description="how many products")] = (
+        DEFAULT_RECOMMENDATIONS
+    ),
+    exclude_purchased: Annotated[bool, Query(description="leave out products the customer bought")] = False,
+) -> Recommendations:
+    """Top-k products the champion recommender picks from the customer's own history (active products only).
+
+    A known customer without any event gets the model's fallback (popularity) ranking.
+    """
+    engine = _engine(request)
+    _require_customer(engine, customer_id)
+    served = _models(request).get("recommender")
+    history = read_customer_log(engine, customer_id)
+    top = recommend(served.model, history, customer_id, k, active_products(engine), exclude_purchased)
+    return Recommendations(
+        customer_id=customer_id,
+        k=k,
+        model=ModelRef(name=served.name, version=served.version),
+        recommendations=[Recommendation(**row) for row in top.to_dict("records")],
+    )
+
+
+@customers.get("/customers/{customer_id}/churn", response_model=Churn, responses={**NOT_FOUND, **UNAVAILABLE})
+def customer_churn(request: Request, customer_id: CustomerId) -> Churn:
+    """P(no purchase within the return model's horizon) as of the online store's as-of, with reasons.
+
+    Customers without a purchase before that as-of are not in the scored population: 404 with a
+    detail saying so (they are known, but there is nothing to lose yet).
+    """
+    engine = _engine(request)
+    _require_customer(engine, customer_id)
+    online = read_online(engine, customer_id)
+    if online is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"customer {customer_id!r} has no purchase before the online store's as-of: no churn score",
+        )
+    served = _models(request).get("return")
+    expected = feature_version(served.model.params.features)
+    if online["feature_version"] != expected:
+        raise _unavailable(
+            f"the online store holds feature version {online['feature_version']}, {served.name} "
+            f"v{served.version} was trained on {expected}: refresh the online store"
+        )
+    history = read_customer_log(engine, customer_id, before=online["as_of"])
+    try:
+        score = churn_score(served.model, history, online["as_of"], online["features"])
+    except NotScored as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"customer {customer_id!r}: {error}") from None
+    return Churn(
+        customer_id=customer_id,
+        as_of=score.as_of,
+        horizon_days=score.horizon_days,
+        p_churn=score.p_churn,
+        reasons=score.reasons,
+        feature_version=online["feature_version"],
+        model=ModelRef(name=served.name, version=served.version),
+    )
+
+
+@admin.get("/admin/models", response_model=ModelVersions)
+def model_versions(request: Request) -> ModelVersions:
+    """Every registered version with its aliases and gate decision, and the versions this process serves."""
+    from training.registry import REGISTERED_NAMES, versions
+
+    models = _models(request)
+    return ModelVersions(
+        served=models.served_versions(),
+        registry={name: versions(models.client, name) for name in REGISTERED_NAMES.values()},
+    )
+
+
+# -- the app ------------------------------------------------------------------------------------
+
+
+def _no_champion(_: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+def create_app(settings: Settings | None = None, serving: ServingSettings | None = None) -> FastAPI:
+    """The API app for the given settings (default: from the environment).
+
+    Args:
+        settings: where the database and the registry are.
+        serving: tokens and the model refresh interval.
+
+    Returns:
+        The app; the champions are loaded at startup when there are any, else on first use.
+
+    Raises:
+        TokensError: no tokens are set or generated (`retention serve` generates them).
+    """
+    from serving.web import web
+
+    settings = settings or Settings.from_env()
+    serving = serving or ServingSettings.from_env()
+    tokens = load_tokens(serving, settings.home)
+    engine = create_db_engine(settings.database_url)
+    models = ChampionModels(settings.mlflow_tracking_uri, serving.model_refresh_seconds)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for kind in ("return", "recommender"):
+            try:
+                models.get(kind)
+            except NoChampion as error:  # serving campaigns needs no model: start anyway
+                log.warning("%s", error)
+            except Exception:  # a registry hiccup must not keep the campaigns offline; retried per request
+                log.exception("cannot load the %s champion at startup", kind)
+        yield
+        engine.dispose()
+
+    app = FastAPI(title=API_TITLE, version=API_VERSION, lifespan=lifespan)
+    app.state.settings, app.state.tokens, app.state.engine, app.state.models = (
+        settings,
+        tokens,
+        engine,
+        models,
+    )
+    app.add_exception_handler(NoChampion, _no_champion)
+    for router in (health, campaigns, customers, admin, web):
+        app.include_router(router)
+    return app

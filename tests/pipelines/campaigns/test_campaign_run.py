@@ -1,0 +1,179 @@
+"""The campaign pipeline on a trained platform: champions score every active customer, the list obeys
+its rules, publication is idempotent, and the GX suite stops corrupted lists."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from pipelines.campaigns.run import (
+    TARGETS_FILE,
+    CampaignRejected,
+    build,
+    publish,
+    read_staged,
+    validate,
+)
+from pipelines.campaigns.score import CampaignError
+from pipelines.campaigns.store import campaign_targets, get_campaign, list_campaigns
+from retention.cli import app
+from retention.db import create_db_engine
+from retention.params import load_params
+from retention.settings import Settings
+
+AS_OF = datetime(2026, 4, 1)
+runner = CliRunner()
+
+
+def _engine():  # noqa: ANN202
+    return create_db_engine(Settings.from_env().database_url)
+
+
+def _sql(query: str, **values: object) -> list:
+    engine = _engine()
+    with engine.begin() as connection:
+        result = connection.execute(text(query), values)
+        rows = result.all() if result.returns_rows else []
+    engine.dispose()
+    return rows
+
+
+def test_campaign_follows_its_rules_and_reruns_without_change(on_trained_platform) -> None:  # noqa: ANN001
+    params = load_params(Settings.from_env().params_path).campaign
+    first = runner.invoke(app, ["campaigns", "run", "--as-of", "2026-04-01"])
+    assert first.exit_code == 0, first.output
+    engine = _engine()
+    campaign = get_campaign(engine, "winback-2026-04-01")
+    targets = campaign_targets(engine, "winback-2026-04-01")
+    assert campaign["n_targets"] == len(targets) > 0
+    funnel = campaign["funnel"]
+    assert sum(funnel["excluded"].values()) + funnel["eligible"] == funnel["scored"]
+    active = _sql(
+        "SELECT COUNT(DISTINCT customer_id) FROM wh_events WHERE event_type = 'purchase' AND ts < :t", t=AS_OF
+    )
+    assert funnel["scored"] == active[0][0]  # every active customer was scored
+    consent = dict(_sql("SELECT customer_id, marketing_consent FROM wh_customers"))
+    assert all(consent[c] for c in targets["customer_id"])
+    assert targets["p_churn"].between(*params.risk_band).all()
+    assert campaign["model_versions"] == {"retention-return": "1", "retention-recommender": "1"}
+    # Recommendations: active products, none bought by that customer in the last recent_purchase_days.
+    active_products = {p for (p,) in _sql("SELECT product_id FROM wh_products WHERE active")}
+    recent = _sql(
+        "SELECT customer_id, product_id FROM wh_events WHERE event_type = 'purchase' AND ts >= :t AND ts < :e",
+        t=AS_OF - timedelta(days=params.recent_purchase_days),
+        e=AS_OF,
+    )
+    bought = {(c, p) for c, p in recent}
+    for customer, products in zip(targets["customer_id"], targets["recommendations"], strict=True):
+        assert 0 < len(products) <= params.recommendations
+        assert set(products) <= active_products
+        assert not any((customer, p) in bought for p in products)
+    assert targets["reasons"].map(len).min() >= 1
+    # The CSV export: one row per target, e-mail only for treated consenting customers.
+    csv = pd.read_csv(campaign["exports"]["csv"])
+    assert len(csv) == len(targets)
+    assert csv.loc[csv["arm"] == "control", "email"].isna().all()
+    assert csv.loc[csv["arm"] == "treatment", "email"].notna().all()
+    # A rerun of the same interval rebuilds the same list and changes nothing.
+    again = runner.invoke(app, ["campaigns", "run", "--as-of", "2026-04-01"])
+    assert again.exit_code == 0, again.output
+    assert len(list_campaigns(engine)) == 1
+    rerun = get_campaign(engine, "winback-2026-04-01")
+    assert rerun["published_at"] == campaign["published_at"]
+    assert rerun["content_hash"] == campaign["content_hash"]
+    engine.dispose()
+
+
+def test_cooldown_keeps_recently_treated_customers_out(on_trained_platform) -> None:  # noqa: ANN001
+    publish(_validated(build(AS_OF)))
+    engine = _engine()
+    treated = set(campaign_targets(engine, "winback-2026-04-01").query("arm == 'treatment'")["customer_id"])
+    second = publish(_validated(build(AS_OF + timedelta(days=1))))
+    later = campaign_targets(engine, second["campaign_id"])
+    engine.dispose()
+    assert treated and not (treated & set(later["customer_id"]))
+    assert second["funnel"]["excluded"]["cooldown"] > 0
+
+
+def _validated(folder: Path) -> Path:
+    validate(folder)
+    return folder
+
+
+@pytest.fixture
+def staged(on_trained_platform, tmp_path: Path) -> Path:  # noqa: ANN001
+    """A freshly built (not yet validated) list."""
+    return build(AS_OF)
+
+
+def _corrupt(folder: Path, how: str) -> str:
+    targets, _ = read_staged(folder)
+    if how == "duplicate_customer":
+        targets = pd.concat([targets, targets.head(1)], ignore_index=True)
+        expected = "expect_column_values_to_be_unique(customer_id)"
+    elif how == "probability_out_of_range":
+        targets.loc[0, "p_churn"] = 1.5
+        expected = "expect_column_values_to_be_between(p_churn)"
+    elif how == "no_recommendations":
+        targets.at[0, "recommendations"] = []
+        expected = "expect_column_values_to_be_between(n_recommendations)"
+    elif how == "control_share":
+        targets["arm"] = "control"
+        expected = "expect_column_mean_to_be_between(is_control)"
+    else:  # consent withdrawn after the list was built
+        _sql(
+            "UPDATE wh_customers SET marketing_consent = :f WHERE customer_id = :c",
+            f=False,
+            c=targets.loc[0, "customer_id"],
+        )
+        expected = "expect_column_values_to_be_in_set(marketing_consent)"
+    targets.to_parquet(folder / TARGETS_FILE, index=False)
+    return expected
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["duplicate_customer", "probability_out_of_range", "no_recommendations", "control_share", "no_consent"],
+)
+def test_gx_rejects_a_corrupted_list_and_nothing_is_published(staged: Path, how: str) -> None:
+    expected = _corrupt(staged, how)
+    with pytest.raises(CampaignRejected, match=r"not published") as rejected:
+        validate(staged)
+    assert expected in str(rejected.value)
+    with pytest.raises(CampaignRejected, match="no passing validation"):
+        publish(staged)
+    engine = _engine()
+    assert list_campaigns(engine) == []
+    engine.dispose()
+
+
+def test_a_list_changed_after_validation_is_not_published(staged: Path) -> None:
+    validate(staged)
+    targets, _ = read_staged(staged)
+    targets.head(len(targets) - 1).to_parquet(staged / TARGETS_FILE, index=False)
+    with pytest.raises(CampaignRejected, match="changed after validation"):
+        publish(staged)
+
+
+def test_stale_data_and_missing_champions_fail_with_what_to_do(on_trained_platform, tmp_path: Path) -> None:  # noqa: ANN001
+    with pytest.raises(CampaignError, match="max_feature_age_hours"):
+        build(AS_OF + timedelta(days=10))
+    result = runner.invoke(app, ["campaigns", "run", "--as-of", "2026-04-11"])
+    assert result.exit_code == 2 and "run the extraction DAG first" in result.output
+    empty_registry = tmp_path / "empty-mlflow"
+    empty_registry.mkdir()
+    import os
+
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{empty_registry / 'mlflow.db'}"
+    try:
+        with pytest.raises(CampaignError, match="no champion"):
+            build(AS_OF)
+    finally:
+        os.environ["MLFLOW_TRACKING_URI"] = on_trained_platform.tracking_uri
+    shutil.rmtree(empty_registry)

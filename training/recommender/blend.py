@@ -1,0 +1,162 @@
+"""SASRec's blend weights chosen on history only: the split's own protocol applied again inside its history.
+
+The recommender's score is standardised SASRec + a * standardised ALS taste + b * standardised log
+popularity + c * standardised item-kNN score (`SASRecRecommender`). (a, b, c) come from a grid in
+params.yaml: a copy of the model is fitted on the inner history of `validation_split` and every
+triple is scored there with the protocol's own `recommend` and `ranking_metrics` at the smallest K;
+the best triple (the first in grid order on ties, so the smaller weights) is then used by the fit on
+the whole history. Nothing at or after the split's cutoff, nor its truth,
+reaches this choice (EVALUATION.md: "tuned only on history").
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from retention.params import SASRecParams
+from training.protocol import (
+    ProtocolError,
+    RecSplit,
+    leave_last_split,
+    ranking_metrics,
+    recommend,
+    temporal_split,
+)
+
+log = logging.getLogger("retention.training")
+WEIGHTS = ("mf_weight", "popularity_weight", "knn_weight")  # the order of a grid triple
+
+
+def validation_split(split: RecSplit) -> RecSplit:
+    """The same protocol applied to `split.history` alone (the inner validation split).
+
+    temporal: cutoff T' = T - H' with H' = H, or half the history's span when the history is
+    shorter than two horizons (EVALUATION.md allows shorter windows then); the inner window
+    [T', T) ends where the history does. leave-last: each user's last basket of the history.
+
+    Args:
+        split: the outer split (only its history, protocol, cutoff, horizon and exclude_seen are read).
+
+    Returns:
+        A split whose history, users and truth all come from `split.history`.
+
+    Raises:
+        ProtocolError: the history is too short or leaves no inner test user.
+    """
+    if split.protocol == "leave-last":
+        return leave_last_split(split.history, split.exclude_seen)
+    if split.as_of is None or split.horizon_days is None:
+        raise ProtocolError("a temporal split needs its cutoff and horizon")
+    events = split.history.events
+    if events.empty:
+        raise ProtocolError("the history is empty: no inner validation split")
+    span_days = (split.as_of - events["ts"].min()).days
+    horizon = min(split.horizon_days, span_days // 2)
+    if horizon < 1:
+        raise ProtocolError(f"a history of {span_days} days is too short for an inner validation split")
+    as_of = split.as_of - pd.Timedelta(days=horizon)
+    return temporal_split(split.history, as_of, horizon, split.exclude_seen)
+
+
+def blend_grid(config: SASRecParams) -> list[tuple[float, float, float]]:
+    """(mf_weight, popularity_weight, knn_weight) triples to try, in order; an empty grid uses the
+    configured weight."""
+    mf = config.mf_weights or [config.mf_weight]
+    popularity = config.popularity_weights or [config.popularity_weight]
+    knn = config.knn_weights or [config.knn_weight]
+    return [(a, b, c) for a in mf for b in popularity for c in knn]
+
+
+@dataclass(frozen=True)
+class BlendParts:
+    """Each validation user's standardised score parts, computed once for the whole grid.
+
+    Attributes:
+        users: the users, in row order.
+        sasrec: (U, n_items) standardised SASRec scores (rows without history: popularity counts).
+        mf: (U, n_items) standardised ALS scores (zeros where there is no factorisation or history).
+        knn: (U, n_items) standardised item-kNN scores (likewise).
+        popularity: (1, n_items) standardised log popularity.
+        has_history: (U,) rows that have a sequence (the others score by popularity whatever the weights).
+    """
+
+    users: np.ndarray
+    sasrec: np.ndarray
+    mf: np.ndarray
+    knn: np.ndarray
+    popularity: np.ndarray
+    has_history: np.ndarray
+
+    def combined(self, mf_weight: float, popularity_weight: float, knn_weight: float) -> np.ndarray:
+        """The blended scores of every row for one triple of weights."""
+        blended = (
+            self.sasrec + mf_weight * self.mf + popularity_weight * self.popularity + knn_weight * self.knn
+        )
+        return np.where(self.has_history[:, None], blended, self.sasrec)
+
+
+@dataclass
+class FixedScores:
+    """A `Recommender` whose scores were computed beforehand (to reuse `recommend` on the grid)."""
+
+    users: np.ndarray
+    scores: np.ndarray
+    name: str = "sasrec-blend"
+    rows: pd.Index = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rows = pd.Index(self.users)
+
+    def fit(self, history: Any, candidates: np.ndarray) -> None:
+        """Nothing to fit: the scores are given."""
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self.scores[self.rows.get_indexer(np.asarray(users, dtype=str))]
+
+
+def sample_users(split: RecSplit, most: int, seed: int) -> RecSplit:
+    """The split restricted to at most `most` of its users (a seeded sample, kept sorted)."""
+    if len(split.users) <= most:
+        return split
+    keep = np.sort(np.random.default_rng(seed).choice(len(split.users), size=most, replace=False))
+    return replace(
+        split,
+        users=split.users[keep],
+        truth=[split.truth[i] for i in keep],
+        seen=[split.seen[i] for i in keep],
+    )
+
+
+def choose_weights(
+    validation: RecSplit, parts: BlendParts, grid: list[tuple[float, float, float]], k: int
+) -> dict[str, Any]:
+    """Score every triple of the grid on the validation split; the best ndcg@k wins (first on ties).
+
+    Args:
+        validation: the inner split (its users are `parts.users`).
+        parts: the score parts of those users.
+        grid: (mf_weight, popularity_weight, knn_weight) triples in order of preference on ties.
+        k: the NDCG cut-off.
+
+    Returns:
+        mf_weight, popularity_weight, knn_weight, metric, the best score and every triple's score
+        ("grid").
+    """
+    metric = f"ndcg@{k}"
+    scored = []
+    for weights in grid:
+        model = FixedScores(parts.users, parts.combined(*weights))
+        value = ranking_metrics(validation, recommend(validation, model, k), [k])[metric]
+        scored.append({**dict(zip(WEIGHTS, weights, strict=True)), metric: value})
+    best = max(range(len(scored)), key=lambda i: (scored[i][metric], -i))
+    return {
+        **{name: scored[best][name] for name in WEIGHTS},
+        "metric": metric,
+        "best": scored[best][metric],
+        "grid": scored,
+    }

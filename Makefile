@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install browser run test test-slow bench lint
+.PHONY: install browser run repro test test-slow bench lint
 install:
 	@scripts/install.sh
 
@@ -13,6 +13,10 @@ browser:
 ## The main job on the embedded defaults (simulate a shop, load it, summarise).
 run: install
 	$(BIN)/retention run
+
+## The DVC pipeline (load -> validate -> features -> train x2 -> evaluate) on params.yaml.
+repro: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 ## The default test suite (fast; slow tests are marked and run by test-slow).
 test: install browser
@@ -25,6 +29,8 @@ bench: install
 	$(BIN)/python benchmarks/simulator_throughput.py
 	$(BIN)/python benchmarks/feature_materialisation.py
 	$(BIN)/python benchmarks/model_quality.py --data ../shared/data
+	$(BIN)/python benchmarks/campaign_scoring.py
+	$(BIN)/python benchmarks/serving_latency.py
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

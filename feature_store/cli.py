@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from retention.cli_context import fail, load_context, open_context
-from retention.db.shop import utc_now
 
 app = typer.Typer(
     help="Feature store: definitions, offline materialisation, online store.", no_args_is_help=True
@@ -110,17 +109,32 @@ def sequences(as_of: AsOf, out: Out) -> None:
 def refresh_online(
     as_of: Annotated[
         datetime | None,
-        typer.Option("--as-of", formats=DATE_FORMATS, help="Point in time (UTC); default: today 00:00 UTC."),
+        typer.Option(
+            "--as-of",
+            formats=DATE_FORMATS,
+            help="Point in time (UTC); default: the end of the newest published warehouse interval.",
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Also write a summary of the features as JSON (DVC metrics)."),
     ] = None,
 ) -> None:
     """Replace the online store with every active customer's features as of a date."""
+    import json
+
     from feature_store.checks import FeatureValidationError, checked_features
     from feature_store.online import refresh_online as refresh
+    from pipelines.extract.publish import data_end
+    from retention.atomic import atomic_path
     from retention.quality import QualityService
 
     settings, params, engine = open_context()
-    when = as_of or utc_now().replace(hour=0, minute=0, second=0, microsecond=0)
     try:
+        end = data_end(engine)
+        if as_of is None and end is None:
+            fail("no published warehouse interval yet: run `retention extract` first, or give --as-of")
+        when = as_of or end.to_pydatetime()  # type: ignore[union-attr]
         features = checked_features(engine, when, params.features, QualityService(settings.gx_dir))
         rows = refresh(engine, when, params.features, features=features)
     except FeatureValidationError as error:
@@ -128,3 +142,12 @@ def refresh_online(
     finally:
         engine.dispose()
     typer.echo(f"online store: {rows:,} customers as of {when}")
+    if report:
+        numeric = features.select_dtypes("number")
+        figures = {
+            "customers": rows,
+            "as_of": str(when),
+            **{f"mean_{c}": float(numeric[c].mean()) for c in numeric},
+        }
+        with atomic_path(report) as tmp:
+            tmp.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")

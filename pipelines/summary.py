@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, func, select, text
 
 TABLES = ("customers", "products", "events", "orders", "reviews")
 
@@ -85,3 +85,14 @@ def shop_summary(engine: Engine) -> ShopSummary:
         repeat_buyers=int(repeat),
         consenting_customers=int(consent),
     )
+
+
+def warehouse_counts(engine: Engine) -> dict[str, int]:
+    """Rows of each validated warehouse table (`wh_<table>`), e.g. {"wh_events": 85507, ...}."""
+    from retention.db.warehouse import WAREHOUSE
+
+    with engine.connect() as connection:
+        return {
+            table.name: int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+            for table in WAREHOUSE.values()
+        }

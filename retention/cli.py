@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -156,35 +156,61 @@ def summary(
 
 @app.command()
 def extract(
-    start: Annotated[str, typer.Option(help="First day to extract, YYYY-MM-DD.")],
+    start: Annotated[str | None, typer.Option(help="First day to extract, YYYY-MM-DD.")] = None,
     end: Annotated[
         str | None, typer.Option(help="Day after the last one, YYYY-MM-DD (default: start + 1 day).")
     ] = None,
     step_days: Annotated[
         int, typer.Option(min=1, help="Days per interval (1 = the daily DAG's batches).")
     ] = 1,
+    whole_period: Annotated[
+        bool,
+        typer.Option(
+            "--whole-period", help="The shop's whole period (first to last event) as one initial-load batch."
+        ),
+    ] = False,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also write what was published as JSON (DVC metrics).")
+    ] = None,
 ) -> None:
     """Extract, validate and publish the intervals of [start, end) into the warehouse (a backfill).
 
     Stops at the first quarantined interval, naming its failed expectations and Data Docs page.
     """
-    from datetime import date, datetime, timedelta
+    import json
+    from datetime import timedelta
 
     from pipelines.extract import BatchRejected, run_interval
+    from pipelines.main_job import MainJobError, shop_period
+    from retention.atomic import atomic_path
 
     settings, _ = load_context()
+    if whole_period == (start is not None):
+        fail("give either --start (and --end) or --whole-period")
     try:
-        first = datetime.combine(date.fromisoformat(start), datetime.min.time())
-        last = (
-            datetime.combine(date.fromisoformat(end), datetime.min.time())
-            if end
-            else first + timedelta(days=1)
-        )
+        if whole_period:
+            engine = open_engine(settings)
+            try:
+                first_day, last_day = shop_period(engine)
+            finally:
+                engine.dispose()
+            first = datetime.combine(first_day, datetime.min.time())
+            last = datetime.combine(last_day, datetime.min.time())
+            step_days = (last - first).days
+        else:
+            first = datetime.combine(date.fromisoformat(start), datetime.min.time())  # type: ignore[arg-type]
+            last = (
+                datetime.combine(date.fromisoformat(end), datetime.min.time())
+                if end
+                else first + timedelta(days=1)
+            )
     except ValueError as error:
         fail(f"--start/--end must be YYYY-MM-DD: {error}")
+    except MainJobError as error:
+        fail(str(error))
     if last <= first:
         fail(f"--end {last.date()} must be after --start {first.date()}")
-    interval_start = first
+    interval_start, published = first, []
     while interval_start < last:
         interval_end = min(interval_start + timedelta(days=step_days), last)
         try:
@@ -194,7 +220,18 @@ def extract(
         typer.echo(
             f"{interval_start.date()} .. {interval_end.date()}: published; new or changed rows: {_counts(changed)}"
         )
+        published.append({"start": str(interval_start.date()), "end": str(interval_end.date())})
         interval_start = interval_end
+    if report:
+        from pipelines.summary import warehouse_counts
+
+        engine = open_engine(settings)
+        try:
+            figures = {"intervals": len(published), "end": str(last.date()), **warehouse_counts(engine)}
+        finally:
+            engine.dispose()
+        with atomic_path(report) as tmp:
+            tmp.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
 
 
 @app.command()
@@ -223,29 +260,105 @@ def suites(
 
 
 @app.command()
-def run() -> None:
-    """The main job on the embedded defaults: simulate the shop of params.yaml, then the data pipeline.
+def run(
+    dataset: Annotated[
+        str, typer.Option(help="simulated (the shop of params.yaml) | cdnow | movielens (needs --data-path)")
+    ] = "simulated",
+    data_path: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of the dataset's files (CDNOW_sample.txt; ml-100k.inter and ml-100k.item)."
+        ),
+    ] = None,
+) -> None:
+    """The main job: a shop through the real Airflow DAGs, from extraction to the campaign, then a summary.
 
-    Migrate, simulate, summarise; extract and validate the simulated period into the warehouse
-    (one batch: an initial load); train the sentiment head and score reviews; validate and write
-    the features to the online store. It grows into the whole pipeline (training,
-    promotion, campaign).
+    Migrates the database and Airflow's metadata, simulates the shop of params.yaml (or ingests a
+    real dataset), then runs through Airflow: extraction and validation of the whole period as
+    one initial load with the features, training and gating of both models (MLflow), and the
+    campaign as of the period's end. Idempotent: a second run changes nothing.
     """
-    from datetime import timedelta
+    import json
 
-    from pipelines.features import task_refresh_online, task_score_reviews
+    from pipelines.campaigns.select import campaign_id
+    from pipelines.campaigns.store import CampaignNotFound, get_campaign
+    from pipelines.main_job import (
+        DATASETS,
+        MainJobError,
+        MainJobReport,
+        dag_test,
+        model_summaries,
+        render,
+        run_airflow,
+        shop_period,
+        timed,
+    )
 
+    if dataset != "simulated" and dataset not in DATASETS:
+        fail(f"--dataset must be one of: simulated, {', '.join(DATASETS)} (got '{dataset}')")
+    if dataset != "simulated" and data_path is None:
+        fail(f"--dataset {dataset} needs --data-path (see README: Real datasets)")
     settings, params = load_context()
     typer.echo(f"home: {settings.home}")
-    init()
-    simulate()
-    summary(json_out=settings.home / "reports" / "shop_summary.json")
-    shop = params.simulate
-    end = shop.start + timedelta(days=shop.days)
-    extract(start=str(shop.start), end=str(end), step_days=shop.days)
-    as_of = datetime.combine(end, datetime.min.time())
-    typer.echo(f"sentiment: {task_score_reviews(as_of, settings):,} reviews scored")
-    typer.echo(f"online store: {task_refresh_online(as_of, settings):,} customers as of {as_of.date()}")
+    report = MainJobReport(settings.home, (date.min, date.min), logs=settings.home / "logs")
+
+    def migrate() -> None:
+        init()
+        run_airflow(["db", "migrate"], settings, "airflow-db-migrate")
+
+    def load() -> None:
+        if dataset == "simulated":
+            simulate()
+            return
+        fmt, files = DATASETS[dataset]
+        missing = [name for name in files.values() if not (data_path / name).exists()]  # type: ignore[operator]
+        if missing:
+            fail(f"--data-path {data_path} lacks {', '.join(missing)}")
+        ingest(
+            events=data_path / files["events"],
+            products=data_path / files["products"] if "products" in files else None,
+            format=fmt,
+        )  # type: ignore[operator]
+
+    try:
+        timed(report, "migrate the platform database and Airflow's metadata", migrate, typer.echo)
+        timed(report, f"load the shop ({dataset})", load, typer.echo)
+        summary(json_out=settings.home / "reports" / "shop_summary.json")
+        engine = open_engine(settings)
+        start, end = report.period = shop_period(engine)
+        conf = json.dumps({"start": start.isoformat()})
+        timed(
+            report,
+            f"DAG shop_extract: {start} .. {end} as one initial load (GX, publish, sentiment, online features)",
+            lambda: dag_test("shop_extract", end, settings, conf),
+            typer.echo,
+        )
+        timed(
+            report,
+            "DAG train_models: train, track, register and gate both models",
+            lambda: dag_test("train_models", end, settings),
+            typer.echo,
+        )
+        report.models = model_summaries(engine, settings)
+        if all(m["champion"] for m in report.models):
+            timed(
+                report,
+                f"DAG retention_campaign as of {end}",
+                lambda: dag_test("retention_campaign", end, settings),
+                typer.echo,
+            )
+            try:
+                report.campaign = get_campaign(
+                    engine, campaign_id(params.campaign.name, datetime.combine(end, datetime.min.time()))
+                )
+            except CampaignNotFound:
+                report.campaign = None
+        else:
+            typer.echo("    no champion for every model (the gate rejected a first model): no campaign")
+        engine.dispose()
+    except MainJobError as error:
+        fail(str(error))
+    typer.echo(render(report, settings))
 
 
 def _counts(counts: dict[str, int]) -> str:

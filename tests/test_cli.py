@@ -47,35 +47,47 @@ def test_main_job_simulates_loads_and_summarises(isolated_env: Path, monkeypatch
     assert "simulated 2026-01-15 .. 2026-01-17" in appended.output
 
 
-def test_main_job_runs_the_data_pipeline(
+def test_main_job_runs_the_dags_from_extraction_to_the_campaign(
     isolated_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import yaml
+    """README command one on a small shop: every DAG through Airflow, then a rerun that changes nothing."""
+    import mlflow
     from sqlalchemy import text
 
     from retention.db import create_db_engine
-    from tests.conftest import ROOT
+    from tests.trained_platform import small_params
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["simulate"].update(customers=400, days=45)
-    small = tmp_path / "params.yaml"
-    small.write_text(yaml.safe_dump(params))
-    monkeypatch.setenv("RETENTION_PARAMS", str(small))
-
+    monkeypatch.setenv(
+        "RETENTION_PARAMS", str(small_params(tmp_path, simulate={"customers": 400, "days": 60}))
+    )
     result = runner.invoke(app, ["run"])
-
     assert result.exit_code == 0, result.output
     engine = create_db_engine(f"sqlite:///{isolated_env / 'retention.db'}")
-    try:
-        with engine.connect() as connection:
-            count = lambda sql: connection.execute(text(sql)).scalar_one()  # noqa: E731
-            assert count("SELECT count(*) FROM wh_events") == count("SELECT count(*) FROM events") > 0
-            assert count("SELECT count(*) FROM platform_batches WHERE status = 'published'") == 1
-            assert count("SELECT count(*) FROM review_sentiment") > 0
-            online = count("SELECT count(*) FROM online_features")
-    finally:
-        engine.dispose()
-    assert online > 0 and f"online store: {online:,} customers as of 2026-02-15" in result.output
+    count = lambda sql: connection.execute(text(sql)).scalar_one()  # noqa: E731
+    with engine.connect() as connection:
+        assert count("SELECT count(*) FROM wh_events") == count("SELECT count(*) FROM events") > 0
+        assert count("SELECT count(*) FROM platform_batches WHERE status = 'published'") == 1
+        assert count("SELECT count(*) FROM online_features") > 0
+        decisions = count("SELECT count(*) FROM platform_model_decisions")
+        campaigns = count("SELECT count(*) FROM platform_campaigns")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{isolated_env / 'mlflow.db'}")
+    for name in ("retention-return", "retention-recommender"):
+        assert len(client.search_model_versions(f"name = '{name}'")) == 1
+        assert f"{name}: champion v" in result.output
+    assert decisions == 2  # one gate decision per model
+    if "champion v-" not in result.output:  # both promoted: the campaign ran and is summarised
+        assert campaigns == 1 and "campaign winback-2026-03-02:" in result.output
+    assert "MLflow UI:" in result.output and "retention serve" in result.output
+
+    again = runner.invoke(app, ["run"])
+    assert again.exit_code == 0, again.output
+    with engine.connect() as connection:
+        assert count("SELECT count(*) FROM platform_batches WHERE status = 'published'") == 1
+        assert count("SELECT count(*) FROM platform_model_decisions") == decisions
+        assert count("SELECT count(*) FROM platform_campaigns") == campaigns
+    engine.dispose()
+    for name in ("retention-return", "retention-recommender"):
+        assert len(client.search_model_versions(f"name = '{name}'")) == 1
 
 
 def test_extract_rejects_bad_dates_with_exit_2() -> None:

@@ -22,6 +22,13 @@ def train(
     source: Annotated[
         str, typer.Option(help="warehouse (validated tables) | shop (loaded tables)")
     ] = "warehouse",
+    report_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--report-dir",
+            help="Also copy the run's metrics (as logged to MLflow) and plots here (DVC metrics and plots).",
+        ),
+    ] = None,
 ) -> None:
     """Train a model, evaluate it on the latest data, track it in MLflow and register a new version."""
     from training.data import EventLogError
@@ -42,6 +49,29 @@ def train(
     shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k != "n_users")
     typer.echo(f"{result.registered_name} version {result.version} (run {result.run_id}): {shown}")
     typer.echo(f"outputs in {result.folder}")
+    if report_dir:
+        write_report(result, report_dir)
+
+
+def write_report(result, report_dir: Path) -> None:  # noqa: ANN001 (a training.train.TrainResult)
+    """The run's metrics with its MLflow run id and version, and its plots, for DVC (replaced atomically)."""
+    import json
+    import shutil
+
+    from retention.atomic import atomic_path
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    for stale in report_dir.glob("*.png"):
+        stale.unlink()
+    for figure in sorted(result.folder.glob("*.png")):
+        shutil.copyfile(figure, report_dir / figure.name)
+    figures = {
+        **{k: float(v) for k, v in result.metrics.items()},
+        "mlflow_run_id": result.run_id,
+        "registered_version": int(result.version),
+    }
+    with atomic_path(report_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
 
 
 def backtest(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -51,6 +52,9 @@ def gate(
     version: Annotated[
         str | None, typer.Argument(help="Version to decide on (default: the challenger).")
     ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also write the decision and both sides' metrics as JSON.")
+    ] = None,
 ) -> None:
     """Score challenger and champion on the latest holdout window; promote the challenger if it is better."""
     from training.gate import GateError, run_gate
@@ -66,6 +70,13 @@ def gate(
         engine.dispose()
     typer.echo(f"{name} version {decision.version}: {decision.action}: {decision.reason}")
     typer.echo(f"champion: {decision.champion_after or 'none'}")
+    if report:
+        from retention.atomic import atomic_path
+        from training.registry import decision_dict
+
+        report.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(report) as tmp:
+            tmp.write_text(json.dumps(decision_dict(decision), indent=2, sort_keys=True, default=str) + "\n")
 
 
 @app.command()

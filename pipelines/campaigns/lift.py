@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from pipelines.campaigns.select import CONTROL, TREATMENT
 from pipelines.campaigns.store import campaign_targets, get_campaign, list_campaigns, set_lift
-from retention.db.warehouse import WAREHOUSE, Batch
+from pipelines.extract.publish import data_end
+from retention.db.warehouse import WAREHOUSE
 from retention.settings import Settings
 
 log = logging.getLogger("retention.campaigns")
@@ -58,15 +59,6 @@ def lift_estimate(treated: np.ndarray, control: np.ndarray, confidence: float) -
     }
     # Undefined values are null, not NaN: NaN is not JSON (PostgreSQL's json type rejects it).
     return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in estimate.items()}
-
-
-def data_end(engine: Engine) -> pd.Timestamp | None:
-    """End of the newest published warehouse interval (what the warehouse is complete up to)."""
-    with engine.connect() as connection:
-        end = connection.execute(
-            select(func.max(Batch.interval_end)).where(Batch.status == "published")
-        ).scalar()
-    return pd.Timestamp(end) if end is not None else None
 
 
 def returned_customers(engine: Engine, start: pd.Timestamp, end: pd.Timestamp) -> set[str]:

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, select
 
-from pipelines.campaigns.lift import data_end, measure_due
+from pipelines.campaigns.lift import measure_due
 from pipelines.campaigns.score import (
     CampaignError,
     active_products,
@@ -37,6 +37,7 @@ from pipelines.campaigns.store import (
     write_campaign,
 )
 from pipelines.campaigns.suite import SUITE_NAME, suite_parameters, validation_frame
+from pipelines.extract.publish import data_end
 from pipelines.extract.run import naive_utc, session
 from retention.atomic import atomic_path
 from retention.db.platform import Campaign, CampaignTarget

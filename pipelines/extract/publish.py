@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from pipelines.extract.batch import TABLES, read_staged
 from retention.db.shop import utc_now
@@ -131,3 +131,12 @@ def record_batch(
             .where(Batch.batch_id == manifest["batch_id"])
             .values(attempts=attempts + 1, **values)
         )
+
+
+def data_end(engine: Engine) -> pd.Timestamp | None:
+    """End of the newest published warehouse interval (what the warehouse is complete up to)."""
+    with engine.connect() as connection:
+        end = connection.execute(
+            select(func.max(Batch.interval_end)).where(Batch.status == "published")
+        ).scalar()
+    return pd.Timestamp(end) if end is not None else None

@@ -1,0 +1,208 @@
+"""The main job: a shop (simulated, or a bundled-format real dataset) through the real Airflow DAGs.
+
+Steps: migrate the platform database and Airflow's metadata; simulate the shop of params.yaml (or
+ingest CDNOW / MovieLens from a path); then, through `airflow dags test` (the real DAGs, tasks and
+XComs, without a scheduler): the extraction DAG over the whole period as one initial-load batch
+(GX validation, publish, review sentiment, online features), the training DAG (both models
+tracked in MLflow, registered, gated), and the campaign DAG as of the period's end. It ends with a
+summary of what was built. Every step is idempotent, so running the job again changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from retention.settings import (
+    ENV_AIRFLOW_HOME,
+    ENV_DATABASE_URL,
+    ENV_HOME,
+    ENV_MLFLOW_URI,
+    ENV_PARAMS,
+    Settings,
+)
+
+log = logging.getLogger("retention.main_job")
+ROOT = Path(__file__).resolve().parents[1]
+DAGS = ROOT / "dags"
+DATASETS = {  # --dataset -> (ingest format, files under --data-path)
+    "cdnow": ("cdnow", {"events": "CDNOW_sample.txt"}),
+    "movielens": ("movielens", {"events": "ml-100k.inter", "products": "ml-100k.item"}),
+}
+AIRFLOW_TIMEOUT_SECONDS = 3600  # one DAG run of the main job; the default shop needs about two minutes
+LOG_TAIL_CHARS = 4000  # of a failed DAG run's output, shown in the error
+
+
+class MainJobError(RuntimeError):
+    """A step of the main job failed; the message says which and where its full log is."""
+
+
+@dataclass
+class MainJobReport:
+    """What the main job built, for the summary."""
+
+    home: Path
+    period: tuple[date, date]
+    steps: list[tuple[str, float]] = field(default_factory=list)
+    models: list[dict[str, Any]] = field(default_factory=list)
+    campaign: dict[str, Any] | None = None
+    logs: Path | None = None
+
+
+def airflow_environment(settings: Settings) -> dict[str, str]:
+    """The environment of the Airflow CLI: the project's DAGs, metadata under AIRFLOW_HOME, the same settings."""
+    return {
+        **os.environ,
+        ENV_HOME: str(settings.home),
+        ENV_DATABASE_URL: settings.database_url,
+        ENV_MLFLOW_URI: settings.mlflow_tracking_uri,
+        ENV_PARAMS: str(settings.params_path),
+        ENV_AIRFLOW_HOME: str(settings.airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+
+
+def run_airflow(args: list[str], settings: Settings, log_name: str) -> None:
+    """Run an `airflow` CLI command; its output goes to RETENTION_HOME/logs/<log_name>.log.
+
+    Raises:
+        MainJobError: the command failed (the message quotes the end of its output).
+    """
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    target = logs / f"{log_name}.log"
+    airflow = Path(sys.executable).parent / "airflow"
+    with target.open("w") as out:
+        result = subprocess.run(
+            [str(airflow), *args],
+            env=airflow_environment(settings),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=AIRFLOW_TIMEOUT_SECONDS,
+        )
+    output = target.read_text(errors="replace")
+    failed = result.returncode != 0 or "state=failed" in output or "DagRunState.FAILED" in output
+    if failed:
+        raise MainJobError(
+            f"`airflow {' '.join(args)}` failed; full log: {target}\n...{output[-LOG_TAIL_CHARS:]}"
+        )
+
+
+def dag_test(dag_id: str, logical_date: date, settings: Settings, conf: str | None = None) -> None:
+    """One real run of a DAG for the interval ending at `logical_date` (`airflow dags test`)."""
+    args = ["dags", "test", dag_id, logical_date.isoformat()]
+    if conf:
+        args += ["--conf", conf]
+    run_airflow(args, settings, f"{dag_id}-{logical_date.isoformat()}")
+
+
+def shop_period(engine: Engine) -> tuple[date, date]:
+    """First day with an event, and the day after the last one (the period to extract)."""
+    from retention.db.models import Event
+
+    with engine.connect() as connection:
+        first, last = connection.execute(select(func.min(Event.ts), func.max(Event.ts))).one()
+    if first is None:
+        raise MainJobError("the shop has no events: nothing to run the pipeline on")
+    return first.date(), last.date() + timedelta(days=1)
+
+
+def timed(report: MainJobReport, name: str, step: Callable[[], Any], echo: Callable[[str], None]) -> Any:
+    """Run a step, print it with its duration, and record it."""
+    echo(f"[{len(report.steps) + 1}] {name} ...")
+    started = time.perf_counter()
+    result = step()
+    seconds = time.perf_counter() - started
+    report.steps.append((name, seconds))
+    echo(f"    done in {seconds:.0f} s")
+    return result
+
+
+def model_summaries(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
+    """Per registered model: the champion, and the last gate decision with both sides' metrics."""
+    from mlflow import MlflowClient
+
+    from training.registry import CHAMPION, REGISTERED_NAMES, alias_version, history
+
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    out = []
+    for kind, name in REGISTERED_NAMES.items():
+        decisions = history(engine, name)
+        last = decisions[-1] if decisions else None
+        out.append(
+            {
+                "kind": kind,
+                "name": name,
+                "champion": alias_version(client, name, CHAMPION),
+                "decision": last["action"] if last else None,
+                "reason": last["reason"] if last else None,
+                "metrics": (last or {}).get("metrics") or {},
+            }
+        )
+    return out
+
+
+def render(report: MainJobReport, settings: Settings) -> str:
+    """The summary printed at the end: models beside baselines, champions, campaign, next commands."""
+    lines = [
+        "",
+        f"main job done in {sum(s for _, s in report.steps):.0f} s; shop period "
+        f"{report.period[0]} .. {report.period[1]}; state in {report.home}",
+        "",
+        "models (most recent holdout window; the gate's decision):",
+    ]
+    primary = {"return": "roc_auc", "recommender": "ndcg@10"}
+    for model in report.models:
+        metric = primary[model["kind"]]
+        metrics = model["metrics"]
+        mine = (metrics.get("challenger") or {}).get(metric)
+        parts = [
+            f"  {model['name']}: champion v{model['champion'] or '-'}; {model['decision'] or 'no decision'}"
+        ]
+        if mine is not None:
+            parts.append(f"{metric} {mine:.4f}")
+        baselines = {
+            k[len("baseline_") :]: v.get(metric) for k, v in metrics.items() if k.startswith("baseline_")
+        }
+        if baselines:
+            parts.append(
+                "baselines " + ", ".join(f"{k} {v:.4f}" for k, v in baselines.items() if v is not None)
+            )
+        champion = (metrics.get("champion") or {}).get(metric)
+        if champion is not None:
+            parts.append(f"champion {champion:.4f}")
+        lines.append("; ".join(parts))
+        lines.append(f"    reason: {model['reason']}")
+    lines.append("")
+    if report.campaign:
+        c = report.campaign
+        lines.append(
+            f"campaign {c['campaign_id']}: {c['n_targets']:,} targets ({c['n_control']:,} control, "
+            f"{c['control_share']:.1%}); export: {c['exports'].get('csv')}"
+        )
+    else:
+        lines.append("campaign: not published (see the campaign DAG's log)")
+    env = f"RETENTION_HOME={settings.home}"
+    lines += [
+        "",
+        "next:",
+        f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000",
+        f"  Airflow UI: AIRFLOW_HOME={settings.airflow_home} AIRFLOW__CORE__DAGS_FOLDER={DAGS} "
+        ".venv/bin/airflow standalone   (http://127.0.0.1:8080)",
+        f"  API:        {env} .venv/bin/retention serve   (http://127.0.0.1:8000/ui/campaigns)",
+        f"  campaigns:  {env} .venv/bin/retention campaigns list",
+        f"  logs:       {report.logs}",
+    ]
+    return "\n".join(lines)

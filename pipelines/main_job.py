@@ -108,6 +108,13 @@ def dag_test(dag_id: str, logical_date: date, settings: Settings, conf: str | No
     run_airflow(args, settings, f"{dag_id}-{logical_date.isoformat()}")
 
 
+def require(condition: bool, what: str, settings: Settings) -> None:
+    """A DAG run that reported success must also have done its work (a run for a logical date the
+    DAG does not cover succeeds without running any task)."""
+    if not condition:
+        raise MainJobError(f"{what}; see the DAG logs in {settings.home / 'logs'}")
+
+
 def shop_period(engine: Engine) -> tuple[date, date]:
     """First day with an event, and the day after the last one (the period to extract)."""
     from retention.db.models import Event

@@ -280,8 +280,11 @@ def run(
     """
     import json
 
+    import pandas as pd
+
     from pipelines.campaigns.select import campaign_id
     from pipelines.campaigns.store import CampaignNotFound, get_campaign
+    from pipelines.extract.publish import data_end
     from pipelines.main_job import (
         DATASETS,
         MainJobError,
@@ -289,6 +292,7 @@ def run(
         dag_test,
         model_summaries,
         render,
+        require,
         run_airflow,
         shop_period,
         timed,
@@ -333,6 +337,11 @@ def run(
             lambda: dag_test("shop_extract", end, settings, conf),
             typer.echo,
         )
+        require(
+            (data_end(engine) or pd.Timestamp.min) >= pd.Timestamp(end),
+            f"shop_extract did not publish the period up to {end}",
+            settings,
+        )
         timed(
             report,
             "DAG train_models: train, track, register and gate both models",
@@ -340,6 +349,7 @@ def run(
             typer.echo,
         )
         report.models = model_summaries(engine, settings)
+        require(all(m["decision"] for m in report.models), "train_models left a model ungated", settings)
         if all(m["champion"] for m in report.models):
             timed(
                 report,
@@ -347,12 +357,11 @@ def run(
                 lambda: dag_test("retention_campaign", end, settings),
                 typer.echo,
             )
+            published = campaign_id(params.campaign.name, datetime.combine(end, datetime.min.time()))
             try:
-                report.campaign = get_campaign(
-                    engine, campaign_id(params.campaign.name, datetime.combine(end, datetime.min.time()))
-                )
+                report.campaign = get_campaign(engine, published)
             except CampaignNotFound:
-                report.campaign = None
+                require(False, f"retention_campaign did not publish {published}", settings)
         else:
             typer.echo("    no champion for every model (the gate rejected a first model): no campaign")
         engine.dispose()

@@ -23,7 +23,6 @@ from pipelines.campaigns.lift import measure_due
 from pipelines.campaigns.score import (
     CampaignError,
     active_products,
-    customer_contacts,
     load_champions,
     recommend_products,
     score_customers,
@@ -32,6 +31,7 @@ from pipelines.campaigns.select import CONTROL, TREATMENT, campaign_id, select_t
 from pipelines.campaigns.store import (
     TARGET_COLUMNS,
     CampaignNotFound,
+    customer_contacts,
     export_frame,
     get_campaign,
     write_campaign,

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from sqlalchemy import Engine, select
 
+from pipelines.campaigns.store import customer_contacts
 from retention.db.warehouse import WAREHOUSE
 from retention.params import Params
 from retention.settings import Settings
@@ -73,21 +74,6 @@ def load_champions(settings: Settings) -> Champions:
             )
         found[kind] = (load_native(settings.mlflow_tracking_uri, name, version), version)
     return Champions(found["return"][0], found["return"][1], found["recommender"][0], found["recommender"][1])
-
-
-def customer_contacts(engine: Engine, customer_ids: list[str]) -> pd.DataFrame:
-    """customer_id, marketing_consent, email of the given customers (used for exclusions only)."""
-    table = WAREHOUSE["customers"]
-    parts = []
-    with engine.connect() as connection:
-        for start in range(0, len(customer_ids), 5000):
-            rows = connection.execute(
-                select(table.c.customer_id, table.c.marketing_consent, table.c.email).where(
-                    table.c.customer_id.in_(customer_ids[start : start + 5000])
-                )
-            ).all()
-            parts.append(pd.DataFrame(rows, columns=["customer_id", "marketing_consent", "email"]))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id"])
 
 
 def churn_scores(model: Any, history: EventLog, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:

@@ -18,6 +18,8 @@ from retention.db.warehouse import WAREHOUSE
 
 TARGET_COLUMNS = [c.name for c in CampaignTarget.__table__.columns]
 CAMPAIGN_COLUMNS = [c.name for c in Campaign.__table__.columns]
+CONTACT_COLUMNS = ["customer_id", "marketing_consent", "email"]
+IN_LIST_IDS = 5000  # ids per IN (...) list (SQLite allows 32,766 variables per statement)
 EXPORT_COLUMNS = [
     "campaign_id",
     "customer_id",
@@ -119,6 +121,24 @@ def campaign_targets(engine: Engine, campaign_id: str) -> pd.DataFrame:
     return pd.DataFrame([dict(r) for r in rows], columns=TARGET_COLUMNS)
 
 
+def customer_contacts(engine: Engine, customer_ids: list[str]) -> pd.DataFrame:
+    """customer_id, marketing_consent, email of the given customers, read from the warehouse now.
+
+    Used for exclusions, the consent check of validation and the export's join; never stored.
+    """
+    table = WAREHOUSE["customers"]
+    parts = [pd.DataFrame(columns=CONTACT_COLUMNS)]
+    with engine.connect() as connection:
+        for start in range(0, len(customer_ids), IN_LIST_IDS):
+            rows = connection.execute(
+                select(table.c.customer_id, table.c.marketing_consent, table.c.email).where(
+                    table.c.customer_id.in_(customer_ids[start : start + IN_LIST_IDS])
+                )
+            ).all()
+            parts.append(pd.DataFrame(rows, columns=CONTACT_COLUMNS))
+    return pd.concat(parts, ignore_index=True)
+
+
 def export_frame(engine: Engine, campaign_id: str) -> pd.DataFrame:
     """The marketing export: targets plus e-mail for consenting customers of the treatment arm.
 
@@ -126,22 +146,13 @@ def export_frame(engine: Engine, campaign_id: str) -> pd.DataFrame:
     Reasons and recommendations become blank-separated strings (CSV-friendly).
     """
     targets = campaign_targets(engine, campaign_id)
-    customers = WAREHOUSE["customers"]
-    ids = targets["customer_id"].tolist()
-    contacts: dict[str, str] = {}
-    with engine.connect() as connection:
-        for start in range(0, len(ids), 5000):  # bounded IN lists
-            rows = connection.execute(
-                select(customers.c.customer_id, customers.c.email).where(
-                    customers.c.customer_id.in_(ids[start : start + 5000]),
-                    customers.c.marketing_consent.is_(True),
-                )
-            )
-            contacts.update({r.customer_id: r.email for r in rows})
+    contacts = customer_contacts(engine, targets["customer_id"].tolist())
+    consenting = contacts.loc[contacts["marketing_consent"].fillna(False).astype(bool)]
+    emails = dict(zip(consenting["customer_id"], consenting["email"], strict=True))
     treated = targets["arm"].eq("treatment")
     out = targets.assign(
         reasons=targets["reasons"].map(lambda v: " ".join(v or [])),
         recommendations=targets["recommendations"].map(lambda v: " ".join(v or [])),
-        email=targets["customer_id"].map(contacts).where(treated),
+        email=targets["customer_id"].map(emails).where(treated),
     )
     return out[EXPORT_COLUMNS]

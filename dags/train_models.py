@@ -34,15 +34,15 @@ HISTORY_START = pendulum.datetime(1990, 1, 1, tz="UTC")
 def train_models() -> None:
     @task
     def train_return_model() -> dict:
-        from pipelines.training import task_train
+        from pipelines.training import task_train_or_skip
 
-        return task_train("return")
+        return task_train_or_skip("return")
 
     @task
     def train_recommender() -> dict:
-        from pipelines.training import task_train
+        from pipelines.training import task_train_or_skip
 
-        return task_train("recommender")
+        return task_train_or_skip("recommender")
 
     @task(outlets=[RETURN_MODEL])
     def gate_return_model(trained: dict) -> dict:

@@ -175,9 +175,8 @@ def render(report: MainJobReport, settings: Settings) -> str:
         metric = primary[model["kind"]]
         metrics = model["metrics"]
         mine = (metrics.get("challenger") or {}).get(metric)
-        parts = [
-            f"  {model['name']}: champion v{model['champion'] or '-'}; {model['decision'] or 'no decision'}"
-        ]
+        decision = model["decision"] or "not trained on this data (see the train_models log)"
+        parts = [f"  {model['name']}: champion v{model['champion'] or '-'}; {decision}"]
         if mine is not None:
             parts.append(f"{metric} {mine:.4f}")
         baselines = {
@@ -191,7 +190,8 @@ def render(report: MainJobReport, settings: Settings) -> str:
         if champion is not None:
             parts.append(f"champion {champion:.4f}")
         lines.append("; ".join(parts))
-        lines.append(f"    reason: {model['reason']}")
+        if model["reason"]:
+            lines.append(f"    reason: {model['reason']}")
     lines.append("")
     if report.campaign:
         c = report.campaign

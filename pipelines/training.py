@@ -29,6 +29,20 @@ def task_train(kind: str, settings: Settings | None = None) -> dict[str, Any]:
     return {**summary, "as_of": str(result.as_of), "folder": str(result.folder)}
 
 
+def task_train_or_skip(kind: str) -> dict[str, Any]:
+    """`task_train` for a DAG task: data that cannot support the model (e.g. an order-total log
+    with one placeholder product has no recommendation task) skips the task, and its gate, with
+    the reason instead of failing the run."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from training.protocol import ProtocolError
+
+    try:
+        return task_train(kind)
+    except ProtocolError as error:
+        raise AirflowSkipException(f"{kind} model not trained on this data: {error}") from error
+
+
 def task_gate(kind: str, version: str, settings: Settings | None = None) -> dict[str, Any]:
     """Run the promotion gate on a registered version (idempotent: a decided version keeps its decision).
 

@@ -200,7 +200,7 @@ def render(report: MainJobReport, settings: Settings) -> str:
             f"{c['control_share']:.1%}); export: {c['exports'].get('csv')}"
         )
     else:
-        lines.append("campaign: not published (see the campaign DAG's log)")
+        lines.append("campaign: none (it needs a champion of both models; see above)")
     env = f"RETENTION_HOME={settings.home}"
     lines += [
         "",

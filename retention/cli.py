@@ -363,7 +363,9 @@ def run(
             except CampaignNotFound:
                 require(False, f"retention_campaign did not publish {published}", settings)
         else:
-            typer.echo("    no champion for every model (the gate rejected a first model): no campaign")
+            typer.echo(
+                "    a model has no champion (rejected by the gate, or not trained on this data): no campaign"
+            )
         engine.dispose()
     except MainJobError as error:
         fail(str(error))

@@ -219,17 +219,20 @@ def validate(folder: Path, settings: Settings | None = None) -> dict[str, Any]:
         return result
 
 
+def _write_export(frame: pd.DataFrame, fmt: str, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        if fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+
+
 def _write_exports(engine: Engine, settings: Settings, campaign: str) -> dict[str, str]:
     frame = export_frame(engine, campaign)
-    folder = export_dir(settings, campaign)
     paths = {}
     for fmt in EXPORT_FORMATS:
-        target = folder / f"targets.{fmt}"
-        with atomic_path(target) as tmp:
-            if fmt == "csv":
-                frame.to_csv(tmp, index=False)
-            else:
-                frame.to_parquet(tmp, index=False)
+        target = export_dir(settings, campaign) / f"targets.{fmt}"
+        _write_export(frame, fmt, target)
         paths[fmt] = str(target)
     return paths
 
@@ -300,11 +303,7 @@ def export(campaign: str, fmt: str, out: Path, settings: Settings | None = None)
         raise ValueError(f"--format must be one of {', '.join(EXPORT_FORMATS)} (got {fmt!r})")
     with session(settings) as (_settings, _params, engine):
         frame = export_frame(engine, campaign)
-    with atomic_path(out) as tmp:
-        if fmt == "csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
+    _write_export(frame, fmt, out)
     return out
 
 

@@ -1,13 +1,17 @@
 """Benchmark: campaign recommendation scoring of 100k customers, top-10 over the full catalogue.
 
-End to end is what the campaign DAG runs per target (`pipelines.campaigns.score.recommend_products`):
-each customer's item sequence from the event log, the champion SASRec + ALS blend scored over every
-product, inactive and recently bought products masked, top-k. The baseline, in the same process
-on the same machine, threads and catalogue, is the raw kernel: one (customers x d) @ (d x
-products) matrix multiply plus top-k in torch, on the model's own item embeddings and the SASRec
-states of the same customers (precomputed, so the kernel does nothing else; the time to compute
-those states, one SASRec forward pass per customer, is reported beside it). The issue's target:
-end-to-end throughput at least half the kernel's.
+End to end is what the campaign DAG runs (`pipelines.campaigns.score.recommend_products`): read
+the champion's materialised customer states from disk (`pipelines/campaigns/states.py`), mask
+inactive products and each customer's recent purchases, one (customers x D) @ (D x products)
+multiply of the fused SASRec + ALS blend per batch, top-k, product ids. The baseline, in the same
+process on the same machine, threads and catalogue, is the raw kernel: one (customers x H) @
+(H x products) multiply plus top-k in torch on the SASRec hidden states alone (H = hidden_size <
+D, precomputed, so the kernel does nothing else). The issue's target: end-to-end throughput at
+least half the kernel's.
+
+The states are computed when a customer's history changes (the extract DAG's task), not per
+campaign; their cost is reported beside: a full materialisation of every customer, and the
+incremental refresh after a day in which a share of the customers bought something.
 
 The model is a real SASRec + ALS fit (one epoch on a sample: scoring cost does not depend on
 quality) on a synthetic log with a popularity-skewed catalogue; sizes are options.
@@ -80,12 +84,14 @@ def fitted_model(log, sample: int, work: Path):  # noqa: ANN001, ANN201
     return model
 
 
-def end_to_end(model, log, customers: list[str]) -> float:  # noqa: ANN001
+def end_to_end(model, states_file: Path, log, customers: list[str]) -> float:  # noqa: ANN001
     from pipelines.campaigns.score import recommend_products
+    from training.recommender.states import CustomerStates
 
     active = set(model.index.ids)
     started = time.perf_counter()
-    lists = recommend_products(model, log, customers, K, AS_OF, 30, active)
+    states = CustomerStates.load(states_file)
+    lists = recommend_products(model, states, log, customers, K, AS_OF, 30, active)
     seconds = time.perf_counter() - started
     assert len(lists) == len(customers) and all(len(x) == K for x in lists)
     return seconds
@@ -113,34 +119,81 @@ def user_states(model, log, customers: list[str]) -> torch.Tensor:  # noqa: ANN0
     return torch.cat(states)
 
 
+def a_day_later(log, share: float, seed: int):  # noqa: ANN001, ANN201
+    """The log plus one purchase, just before AS_OF, by `share` of the customers."""
+    from training.data import event_log_from_frames
+
+    rng = np.random.default_rng(seed)
+    customers = log.events["customer_id"].unique()
+    buyers = rng.choice(customers, size=int(share * len(customers)), replace=False)
+    products = log.events["product_id"].unique()
+    new = pd.DataFrame(
+        {
+            "customer_id": buyers,
+            "product_id": rng.choice(products, size=len(buyers)),
+            "ts": AS_OF - pd.Timedelta(minutes=1),
+            "event_type": "purchase",
+        }
+    )
+    return event_log_from_frames(pd.concat([log.events, new], ignore_index=True))
+
+
+def refresh_seconds(model, log, previous=None) -> tuple[float, int, object]:  # noqa: ANN001
+    """Seconds to bring the states up to `log` (sequences from the log + recomputing changed rows)."""
+    from pipelines.campaigns.states import history_fingerprint
+    from training.recommender.states import refresh_states
+
+    started = time.perf_counter()
+    events, last = history_fingerprint(model, log)
+    states, computed = refresh_states(
+        model, "benchmark", model.history_sequences(log), AS_OF, events, last, previous
+    )
+    return time.perf_counter() - started, computed, states
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--products", type=int, default=5_000)
     parser.add_argument("--mean-items", type=float, default=12.0, help="Mean purchases per customer.")
     parser.add_argument("--sample", type=int, default=5_000, help="Customers the model is fitted on.")
+    parser.add_argument("--daily-share", type=float, default=0.05, help="Customers buying in a day.")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     from pipelines.campaigns.score import SCORE_BATCH
+    from training.recommender.states import item_matrix
 
     torch.set_num_threads(torch.get_num_threads())
     log = synthetic_log(args.customers, args.products, args.mean_items, seed=7)
     print(f"log: {len(log.events):,} purchases of {args.customers:,} customers, {args.products:,} products")
-    with tempfile.TemporaryDirectory() as work:
-        model = fitted_model(log, args.sample, Path(work))
     customers = sorted(log.events["customer_id"].unique())
-    items = model.net.item_vectors()[1:].detach()  # row 0 is padding
-    e2e, raw, encode = [], [], []
-    for repeat in range(args.repeats):
-        started = time.perf_counter()
-        users = user_states(model, log, customers)
-        encode.append(time.perf_counter() - started)
-        raw.append(kernel(users, items, SCORE_BATCH))
-        e2e.append(end_to_end(model, log, customers))
-        print(
-            f"run {repeat + 1}: end to end {e2e[-1]:.2f} s, kernel {raw[-1]:.2f} s, SASRec states {encode[-1]:.2f} s"
-        )
+    later = a_day_later(log, args.daily_share, seed=8)
+    with tempfile.TemporaryDirectory() as work:
+        model = fitted_model(log, args.sample, Path(work) / "fit")
+        items = model.net.item_vectors()[1:].detach()  # row 0 is padding
+        states_file = Path(work) / "states.npz"
+        e2e, raw, fused, full, daily = [], [], [], [], []
+        for repeat in range(args.repeats):
+            seconds, _, states = refresh_seconds(model, log)
+            full.append(seconds)
+            states.save(states_file)
+            seconds, changed, _ = refresh_seconds(model, later, states)
+            daily.append(seconds)
+            users = user_states(model, log, customers)
+            raw.append(kernel(users, items, SCORE_BATCH))
+            fused.append(
+                kernel(torch.from_numpy(states.vectors), torch.from_numpy(item_matrix(model)), SCORE_BATCH)
+            )
+            e2e.append(end_to_end(model, states_file, log, customers))
+            print(
+                f"run {repeat + 1}: end to end {e2e[-1]:.2f} s, kernel {raw[-1]:.2f} s (fused {fused[-1]:.2f} s), "
+                f"states: all customers {full[-1]:.2f} s, a day's {changed:,} changed {daily[-1]:.2f} s"
+            )
     n = len(customers)
+    median = {
+        name: statistics.median(runs)
+        for name, runs in {"e2e": e2e, "raw": raw, "fused": fused, "full": full, "daily": daily}.items()
+    }
     result = {
         "machine": {"cpus": torch.get_num_threads(), "python": platform.python_version()},
         "data": {
@@ -149,15 +202,26 @@ def main() -> None:
             "purchases": int(len(log.events)),
             "k": K,
             "model": "SASRec + ALS blend (params.yaml), fitted 1 epoch on a sample",
+            "kernel_dimension": int(items.shape[1]),
+            "state_dimension": int(states.vectors.shape[1]),
+            "daily_changed_customers": int(changed),
         },
-        "end_to_end_seconds_median": round(statistics.median(e2e), 3),
-        "kernel_seconds_median": round(statistics.median(raw), 3),
-        "sasrec_states_seconds_median": round(statistics.median(encode), 3),
-        "end_to_end_customers_per_second": round(n / statistics.median(e2e)),
-        "kernel_customers_per_second": round(n / statistics.median(raw)),
-        "ratio": round(statistics.median(raw) / statistics.median(e2e), 3),
+        "end_to_end_seconds_median": round(median["e2e"], 3),
+        "kernel_seconds_median": round(median["raw"], 3),
+        "fused_kernel_seconds_median": round(median["fused"], 3),
+        "states_all_customers_seconds_median": round(median["full"], 3),
+        "states_daily_refresh_seconds_median": round(median["daily"], 3),
+        "end_to_end_customers_per_second": round(n / median["e2e"]),
+        "kernel_customers_per_second": round(n / median["raw"]),
+        "ratio": round(median["raw"] / median["e2e"], 3),
         "target_ratio": TARGET_RATIO,
-        "runs": {"end_to_end": e2e, "kernel": raw, "sasrec_states": encode},
+        "runs": {
+            "end_to_end": e2e,
+            "kernel": raw,
+            "fused_kernel": fused,
+            "states_all": full,
+            "states_daily": daily,
+        },
     }
     result["target_met"] = result["ratio"] >= TARGET_RATIO
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -5,7 +5,9 @@ lateness of params.yaml, so rows that arrive late are picked up by a later run; 
 products by their last change. A batch that fails a critical expectation is quarantined and the
 run fails naming the expectations; warnings are recorded. Success publishes the batch atomically
 and emits the `warehouse` Asset; the review sentiment scores and the online feature store are then
-refreshed and the `features` Asset is emitted for the training and campaign DAGs.
+refreshed and the `features` Asset is emitted for the training and campaign DAGs. Beside them, the
+champion recommender's customer states are brought up to date (only customers whose last items
+changed are recomputed), so the campaign ranks products without encoding every history.
 Rerunning an interval changes nothing; a backfill is a loop of runs (see docs/operations.md).
 An initial load takes a whole period in one run: trigger with conf `{"start": "YYYY-MM-DD"}` to
 extract [start, data interval end) as one batch (what `retention run` does).
@@ -80,9 +82,16 @@ def shop_extract() -> None:
 
         return task_refresh_online(data_interval_end)
 
+    @task
+    def refresh_customer_states(published: dict, data_interval_end=None) -> int:  # noqa: ANN001
+        from pipelines.campaigns.states import task_refresh_states
+
+        return task_refresh_states(data_interval_end)
+
     batch_dir = extract()
     published = publish(batch_dir, validate(batch_dir))
     refresh_online_features(score_reviews(published))
+    refresh_customer_states(published)
 
 
 shop_extract()

@@ -28,6 +28,7 @@ from pipelines.campaigns.score import (
     score_customers,
 )
 from pipelines.campaigns.select import CONTROL, TREATMENT, campaign_id, select_targets
+from pipelines.campaigns.states import current_states
 from pipelines.campaigns.store import (
     TARGET_COLUMNS,
     CampaignNotFound,
@@ -114,6 +115,7 @@ def build(as_of: datetime, settings: Settings | None = None) -> Path:
     from feature_store.checks import checked_features
     from retention.quality import QualityService
     from training.data import read_event_log
+    from training.registry import REGISTERED_NAMES
 
     with session(settings) as (settings, params, engine):
         config = params.campaign
@@ -128,8 +130,17 @@ def build(as_of: datetime, settings: Settings | None = None) -> Path:
         campaign = campaign_id(config.name, when)
         cooldown = recently_treated(engine, when, config.cooldown_days, campaign)
         targets, funnel = select_targets(scored, config, campaign, cooldown)
+        states = current_states(
+            settings,
+            champions.recommender,
+            REGISTERED_NAMES["recommender"],
+            champions.recommender_version,
+            history,
+            when,
+        )
         targets["recommendations"] = recommend_products(
             champions.recommender,
+            states,
             history,
             targets["customer_id"].tolist(),
             config.recommendations,

@@ -6,7 +6,8 @@ correct, so a rerun or backfill of an old interval scores what was known then).
 The champions are loaded by alias from the MLflow registry, so a promotion changes what the next
 campaign uses without any code or configuration change. Recommendations are the champion
 recommender's top-K over the full catalogue, restricted to active products the customer has not
-bought within `recent_purchase_days`, in batches (one matrix of scores per batch, then top-k).
+bought within `recent_purchase_days`, ranked from the customers' materialised states (one matrix
+multiply and top-k per batch; see `pipelines/campaigns/states.py`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from sqlalchemy import Engine, select
 
 from pipelines.campaigns.store import customer_contacts
@@ -25,6 +25,7 @@ from retention.db.warehouse import WAREHOUSE
 from retention.params import Params
 from retention.settings import Settings
 from training.data import EventLog
+from training.recommender.states import CustomerStates, StateScorer, positions
 
 log = logging.getLogger("retention.campaigns")
 SCORE_BATCH = 4096  # customers per score matrix (bounds memory: batch x catalogue floats)
@@ -98,7 +99,7 @@ def active_products(engine: Engine) -> set[str]:
 
 
 def _recent_purchase_mask(
-    history: EventLog, customer_ids: list[str], columns: pd.Index, as_of: pd.Timestamp, days: int
+    history: EventLog, customer_ids: list[str], columns: np.ndarray, as_of: pd.Timestamp, days: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(row, column) pairs of products each customer bought within `days` before as-of."""
     events = history.events
@@ -106,14 +107,15 @@ def _recent_purchase_mask(
         (events["event_type"] == "purchase") & (events["ts"] >= as_of - pd.Timedelta(days=days)),
         ["customer_id", "product_id"],
     ]
-    rows = pd.Index(customer_ids).get_indexer(recent["customer_id"].astype(str))
-    cols = columns.get_indexer(recent["product_id"].astype(str))
+    rows = positions(customer_ids, recent["customer_id"].to_numpy(dtype=object))
+    cols = positions(columns, recent["product_id"].to_numpy(dtype=object))
     keep = (rows >= 0) & (cols >= 0)
     return rows[keep], cols[keep]
 
 
 def recommend_products(
     model: Any,
+    states: CustomerStates,
     history: EventLog,
     customer_ids: list[str],
     k: int,
@@ -123,27 +125,39 @@ def recommend_products(
 ) -> list[list[str]]:
     """Top-k product ids per customer (best first) over the full catalogue.
 
-    Products outside `active` and those the customer bought within `recent_purchase_days` are masked.
+    Scores come from the customers' materialised states (`pipelines.campaigns.states`): one matrix
+    multiply and top-k per batch. Products outside `active` and those the customer bought within
+    `recent_purchase_days` are masked.
+
+    Args:
+        model: the recommender the states belong to.
+        states: its current customer states (customers without one score by popularity).
+        history: the log before as-of (the recent purchases).
+        customer_ids: the customers to recommend to.
+        k: products per customer.
+        as_of: the scoring time.
+        recent_purchase_days: how far back a purchase excludes its product.
+        active: the products on sale.
     """
-    allowed = torch.from_numpy(np.array([pid in active for pid in model.index.ids], dtype=bool))
+    scorer = StateScorer(model, np.isin(model.index.ids, np.array(sorted(active), dtype=str)))
+    vectors, tails = states.take(customer_ids)
     mask_rows, mask_cols = _recent_purchase_mask(
-        history, customer_ids, pd.Index(model.index.ids), as_of, recent_purchase_days
+        history, customer_ids, model.index.ids, as_of, recent_purchase_days
     )
-    sequences = model.history_sequences(history)
-    empty = np.zeros(0, dtype=np.int64)
-    k = min(k, int(allowed.sum()))
+    order = np.argsort(mask_rows, kind="stable")
+    mask_rows, mask_cols = mask_rows[order], mask_cols[order]
+    product_ids = model.index.ids.astype(object)  # Python strings: lists of them build fast
     out: list[list[str]] = []
     for start in range(0, len(customer_ids), SCORE_BATCH):
-        batch = customer_ids[start : start + SCORE_BATCH]
-        scores = torch.from_numpy(model.score_sequences([sequences.get(c, empty) for c in batch]))
-        scores = scores.masked_fill(~allowed, float("-inf"))
-        inside = (mask_rows >= start) & (mask_rows < start + len(batch))
-        rows = torch.from_numpy(mask_rows[inside] - start)
-        scores[rows, torch.from_numpy(mask_cols[inside])] = float("-inf")
-        top = torch.topk(scores, k, dim=1)
-        ids = model.index.ids[top.indices.numpy()]
-        finite = torch.isfinite(top.values).numpy()
-        out.extend([list(ids[r][finite[r]]) for r in range(len(batch))])
+        stop = min(start + SCORE_BATCH, len(customer_ids))
+        first, last = np.searchsorted(mask_rows, [start, stop])
+        excluded = (mask_rows[first:last] - start, mask_cols[first:last])
+        columns, finite = scorer.top_k(vectors[start:stop], tails[start:stop], k, excluded)
+        ids = product_ids[columns]
+        if finite.all():
+            out.extend(ids.tolist())
+        else:
+            out.extend([list(ids[r][finite[r]]) for r in range(len(ids))])
     return out
 
 

@@ -57,7 +57,14 @@ def test_dagbag_imports_without_errors(airflow_env: dict[str, str]) -> None:
     assert report["errors"] == {}
     assert report["dags"]["shop_simulator"] == ["simulate_interval"]
     assert report["dags"]["shop_extract"] == sorted(
-        ["extract", "validate", "publish", "score_reviews", "refresh_online_features"]
+        [
+            "extract",
+            "validate",
+            "publish",
+            "score_reviews",
+            "refresh_online_features",
+            "refresh_customer_states",
+        ]
     )
     assert report["dags"]["train_models"] == [
         "gate_recommender",

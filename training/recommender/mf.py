@@ -15,6 +15,8 @@ from retention.params import MFParams, Params
 from training.data import EventLog
 from training.recommender.baselines import Interactions, fallback_rows, interactions
 
+FOLD_IN_BATCH = 1024  # customers solved together by `fold_in` (bounds its B x items x f arrays)
+
 
 def als_half_step(confidence: sparse.csr_matrix, fixed: np.ndarray, regularisation: float) -> np.ndarray:
     """Solve every row's factors against the fixed factors of the other side.
@@ -48,7 +50,8 @@ def fold_in(
     """Factors of customers described only by the items they interacted with (no refit needed).
 
     The same ridge regression a customer sweep of `MatrixFactorisation.fit` solves, so a customer
-    seen in training gets the factors training gave them (given the same interactions).
+    seen in training gets the factors training gave them (given the same interactions); solved for
+    `FOLD_IN_BATCH` customers at a time with batched matrix products.
 
     Args:
         item_factors: (n_items, f) fitted item factors.
@@ -65,7 +68,29 @@ def fold_in(
         (np.ones(len(flat)), (rows, flat)), shape=(len(columns), item_factors.shape[0])
     )
     counts.sum_duplicates()
-    return als_half_step(counts * alpha, item_factors.astype(np.float64), regularisation).astype(np.float32)
+    fixed = item_factors.astype(np.float64)
+    gram = fixed.T @ fixed + regularisation * np.eye(fixed.shape[1])
+    out = np.zeros((len(columns), fixed.shape[1]))
+    for start in range(0, len(columns), FOLD_IN_BATCH):
+        block = counts[start : start + FOLD_IN_BATCH]
+        lengths = np.diff(block.indptr)
+        if not lengths.any():
+            continue
+        # Each customer's distinct items, left-aligned in (B, widest) arrays; padding weighs 0.
+        owner = np.repeat(np.arange(block.shape[0]), lengths)
+        position = np.arange(block.nnz) - np.repeat(block.indptr[:-1], lengths)
+        items = np.zeros((block.shape[0], lengths.max()), dtype=np.int64)
+        confidence = np.zeros(items.shape)
+        present = np.zeros(items.shape)
+        items[owner, position] = block.indices
+        confidence[owner, position] = alpha * block.data
+        present[owner, position] = 1.0
+        local = fixed[items]  # (B, widest, f)
+        systems = gram + np.matmul((local * confidence[..., None]).transpose(0, 2, 1), local)
+        targets = np.matmul(local.transpose(0, 2, 1), (present + confidence)[..., None])
+        solved = lengths > 0  # no interaction: the minimiser is 0
+        out[start + np.flatnonzero(solved)] = np.linalg.solve(systems[solved], targets[solved])[..., 0]
+    return out.astype(np.float32)
 
 
 class MatrixFactorisation:

@@ -98,13 +98,16 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
         self.out = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """(B, T, H) -> (B, T, H), or (B, 1, H) for the last position alone with `last_only`."""
         batch, length, hidden = x.shape  # (B, T, H)
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, hidden // self.heads).permute(2, 0, 3, 1, 4)
+        if last_only:
+            q, allowed = q[:, :, -1:], allowed[:, :, -1:]
         # No dropout on the attention weights: on CPU it costs as much as the attention itself,
         # and the dropout on the block's output regularises as well.
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # (B, heads, T, H/heads)
-        return self.out(y.transpose(1, 2).reshape(batch, length, hidden))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # (B, heads, T or 1, H/heads)
+        return self.out(y.transpose(1, 2).reshape(batch, q.shape[2], hidden))
 
 
 class Block(nn.Module):
@@ -123,8 +126,10 @@ class Block(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        x = x + self.dropout(self.attention(self.attention_norm(x), allowed))
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """(B, T, H) -> (B, T, H), or (B, 1, H) for the last position alone with `last_only`."""
+        attended = self.attention(self.attention_norm(x), allowed, last_only)
+        x = (x[:, -1:] if last_only else x) + self.dropout(attended)
         return x + self.dropout(self.feedforward(self.feedforward_norm(x)))
 
 
@@ -196,6 +201,23 @@ class SASRecNet(nn.Module):
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         """(B, T) item codes -> (B, T, H) hidden states; position t depends on items[:, :t+1] only."""
+        x, allowed = self._embedded(items)
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.final_norm(x)
+
+    def last_state(self, items: torch.Tensor) -> torch.Tensor:
+        """(B, T) item codes -> (B, H) hidden state of the last position (`forward(items)[:, -1]`).
+
+        The last block is evaluated at the last position only: scoring needs nothing else.
+        """
+        x, allowed = self._embedded(items)
+        for block in self.blocks[:-1]:
+            x = block(x, allowed)
+        return self.final_norm(self.blocks[-1](x, allowed, last_only=True))[:, -1]
+
+    def _embedded(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first block's input and the (B, 1, T, T) attention mask of `items`."""
         batch, length = items.shape
         if length > self.config.max_length:
             raise ValueError(f"sequences of length {length} exceed max_length {self.config.max_length}")
@@ -207,9 +229,7 @@ class SASRecNet(nn.Module):
         diagonal = torch.eye(length, dtype=torch.bool, device=items.device)
         # A query sees earlier items only; padding sees itself, so no attention row is empty.
         allowed = (causal & (is_item.unsqueeze(1) | diagonal)).unsqueeze(1)  # (B, 1, T, T)
-        for block in self.blocks:
-            x = block(x, allowed)
-        return self.final_norm(x)
+        return x, allowed
 
     def scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., H) hidden states -> (..., n_items + 1) item scores; padding scores -inf."""
@@ -219,7 +239,7 @@ class SASRecNet(nn.Module):
 
     def score_last(self, items: torch.Tensor) -> torch.Tensor:
         """(B, T) sequences -> (B, n_items) scores of items 1..n after the last position."""
-        return self.scores(self(items)[:, -1])[:, 1:]
+        return self.scores(self.last_state(items))[:, 1:]
 
 
 # ---------------------------------------------------------------------------------------------

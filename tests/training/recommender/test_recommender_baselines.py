@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import sparse
 
 from retention.params import Params
 from tests.training.recommender.conftest import log_from_sequences, small_params
@@ -138,3 +139,23 @@ def test_fold_in_gives_a_known_customer_the_factors_training_gave_them(params: P
     np.testing.assert_allclose(folded[0], sweep[row], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(folded[0], model.user_factors[row], atol=0.02)
     assert not folded[1].any()
+
+
+def test_batched_fold_in_solves_each_customers_own_regression(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given item factors and customers with repeated items, empty histories, over several batches
+    monkeypatch.setattr("training.recommender.mf.FOLD_IN_BATCH", 4)
+    rng = np.random.default_rng(0)
+    item_factors = rng.normal(size=(30, 6)).astype(np.float32)
+    columns = [rng.integers(0, 30, size=n) for n in (0, 1, 5, 12, 3, 0, 7, 2, 9, 4, 1)]
+    # when they are folded in
+    folded = fold_in(item_factors, columns, 2.0, 0.5)
+    # then each row is the per-customer ridge regression of ALS (counts as confidence)
+    rows = np.repeat(np.arange(len(columns)), [len(c) for c in columns])
+    counts = pd.DataFrame({"r": rows, "c": np.concatenate(columns)}).value_counts()
+    matrix = sparse.csr_matrix(
+        (counts.to_numpy() * 2.0, (counts.index.get_level_values(0), counts.index.get_level_values(1))),
+        shape=(len(columns), 30),
+    )
+    expected = als_half_step(matrix, item_factors.astype(np.float64), 0.5)
+    np.testing.assert_allclose(folded, expected, rtol=1e-4, atol=1e-5)
+    assert not folded[0].any() and not folded[5].any()

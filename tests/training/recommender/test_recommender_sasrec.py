@@ -56,6 +56,15 @@ def test_a_later_item_never_changes_the_output_of_an_earlier_position() -> None:
     assert not torch.allclose(before[:, 4:], after[:, 4:], atol=1e-4)
 
 
+def test_the_last_state_equals_the_full_forward_pass_at_the_last_position() -> None:
+    # given padded sequences of several lengths
+    net = tiny_net().eval()
+    items = torch.tensor([[0, 0, 3, 5, 7, 9], [0, 0, 0, 0, 0, 4], [1, 2, 3, 4, 5, 6]])
+    # when the last state alone is computed, then it is the forward pass's last position
+    with torch.no_grad():
+        assert torch.allclose(net.last_state(items), net(items)[:, -1], atol=1e-6)
+
+
 def test_training_loss_falls_and_scores_cover_the_catalogue(fitted: SASRecRecommender) -> None:
     # given the fitted model (see the fixture) and one known plus one unknown customer
     history = fitted.fit_result.history

@@ -1,0 +1,85 @@
+"""The champion recommender's materialised states on a trained platform: refreshed by the extract task,
+reused by the campaign when current, never rolled back by a backfill, and ranking as the model does."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from pipelines.campaigns.run import build, read_staged
+from pipelines.campaigns.states import STATES_DIR, current_states, states_path, task_refresh_states
+from retention.db import create_db_engine
+from retention.settings import Settings
+from training.data import read_event_log
+from training.gate import load_native
+from training.recommender.states import CustomerStates
+
+AS_OF = datetime(2026, 4, 1)
+NAME = "retention-recommender"
+
+
+def test_the_extract_task_materialises_states_the_campaign_then_reuses(on_trained_platform) -> None:  # noqa: ANN001
+    settings = Settings.from_env()
+    # given the states refreshed by the extract DAG's task up to as-of
+    kept = task_refresh_states(AS_OF)
+    path = states_path(settings, NAME, "1")
+    saved = CustomerStates.load(path)
+    written = path.stat().st_mtime_ns
+    engine = create_db_engine(settings.database_url)
+    history = read_event_log(engine, "warehouse", before=AS_OF)
+    assert kept == len(saved.customer_ids) == history.events["customer_id"].nunique()
+    # when the task runs again and the campaign is built on the same history
+    assert task_refresh_states(AS_OF) == kept
+    staged, _ = read_staged(build(AS_OF))
+    # then neither rewrote the states
+    assert path.stat().st_mtime_ns == written
+    # and each target's products are the model's own top products among those allowed
+    model = load_native(settings.mlflow_tracking_uri, NAME, "1")
+    sequences = model.history_sequences(history)
+    targets = staged.head(20)
+    scores = model.score_sequences([sequences[c] for c in targets["customer_id"]])
+    active = pd.read_sql("SELECT product_id FROM wh_products WHERE active", engine)["product_id"]
+    scores[:, ~np.isin(model.index.ids, active.to_numpy(dtype=str))] = -np.inf
+    events = history.events
+    recent = events[
+        (events["event_type"] == "purchase") & (events["ts"] >= pd.Timestamp(AS_OF) - pd.Timedelta(days=30))
+    ]
+    for row, (customer, products) in enumerate(
+        zip(targets["customer_id"], targets["recommendations"], strict=True)
+    ):
+        bought = recent.loc[recent["customer_id"] == customer, "product_id"].astype(str)
+        scores[row, np.isin(model.index.ids, bought.to_numpy())] = -np.inf
+        chosen = scores[row, model.index.codes(list(products)) - 1]
+        best = np.sort(scores[row])[::-1][: len(products)]
+        assert np.allclose(chosen, best, atol=1e-4), customer
+    engine.dispose()
+
+
+def test_a_backfill_refreshes_in_memory_but_never_rolls_the_saved_states_back(on_trained_platform) -> None:  # noqa: ANN001
+    settings = Settings.from_env()
+    task_refresh_states(AS_OF)
+    path = states_path(settings, NAME, "1")
+    written = path.stat().st_mtime_ns
+    # given a campaign backfilled a month earlier
+    earlier = pd.Timestamp(AS_OF) - pd.Timedelta(days=30)
+    engine = create_db_engine(settings.database_url)
+    history = read_event_log(engine, "warehouse", before=earlier.to_pydatetime())
+    engine.dispose()
+    model = load_native(settings.mlflow_tracking_uri, NAME, "1")
+    # when its states are asked for
+    states = current_states(settings, model, NAME, "1", history, earlier)
+    # then they describe the earlier history, and the saved (newer) states are untouched
+    assert states.as_of == earlier.isoformat()
+    assert set(states.customer_ids) == set(history.events["customer_id"].astype(str))
+    assert path.stat().st_mtime_ns == written
+    assert CustomerStates.load(path).as_of == pd.Timestamp(AS_OF).isoformat()
+
+
+def test_without_a_champion_there_is_nothing_to_materialise(isolated_env) -> None:  # noqa: ANN001
+    # given a platform where nothing was trained
+    settings = Settings.from_env()
+    # when the extract task refreshes the states, then it does nothing and writes no file
+    assert task_refresh_states(AS_OF) == 0
+    assert not (settings.home / STATES_DIR).exists()

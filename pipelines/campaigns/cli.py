@@ -12,7 +12,7 @@ import typer
 from retention.cli_context import fail, open_context
 
 app = typer.Typer(
-    help="Retention-campaign target lists: run, list, show, export, lift.", no_args_is_help=True
+    help="Retention-campaign target lists: run, list, show, export, lift; customer states.", no_args_is_help=True
 )
 
 
@@ -34,6 +34,22 @@ def run(
         f"{published['campaign_id']}: {published['n_targets']:,} targets "
         f"({published['n_control']:,} control); exports: {published['exports'].get('csv')}"
     )
+
+
+@app.command()
+def states(
+    as_of: Annotated[
+        datetime, typer.Option("--as-of", formats=["%Y-%m-%d"], help="History before this date (UTC).")
+    ],
+) -> None:
+    """Bring the champion recommender's customer states up to a date (what shop_extract runs)."""
+    from pipelines.campaigns.states import task_refresh_states
+
+    kept = task_refresh_states(as_of)
+    if kept == 0:
+        typer.echo("no champion recommender yet: nothing to materialise")
+    else:
+        typer.echo(f"customer states of {kept:,} customers are current as of {as_of:%Y-%m-%d}")
 
 
 @app.command("list")

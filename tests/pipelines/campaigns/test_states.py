@@ -83,3 +83,14 @@ def test_without_a_champion_there_is_nothing_to_materialise(isolated_env) -> Non
     # when the extract task refreshes the states, then it does nothing and writes no file
     assert task_refresh_states(AS_OF) == 0
     assert not (settings.home / STATES_DIR).exists()
+
+
+def test_the_cli_warms_the_states(on_trained_platform) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    from retention.cli import app
+
+    result = CliRunner().invoke(app, ["campaigns", "states", "--as-of", "2026-04-01"])
+    assert result.exit_code == 0, result.output
+    assert "current as of 2026-04-01" in result.output
+    assert states_path(Settings.from_env(), NAME, "1").exists()

@@ -50,7 +50,7 @@ def current_states(
     they are refreshed (only changed customers recomputed) and saved unless older than the saved ones.
     """
     model_key, path = f"{model_name}/{version}", states_path(settings, model_name, version)
-    previous = CustomerStates.load(path) if path.exists() else None
+    previous = _saved(path)
     events, last_event = history_fingerprint(model, history)
     if previous is not None and previous.is_current(model_key, events, last_event):
         return previous
@@ -63,6 +63,17 @@ def current_states(
             if stale != path:
                 stale.unlink(missing_ok=True)
     return states
+
+
+def _saved(path: Path) -> CustomerStates | None:
+    """The states saved at `path`; None when there are none or they cannot be read (then recomputed)."""
+    if not path.exists():
+        return None
+    try:
+        return CustomerStates.load(path)
+    except (OSError, ValueError, KeyError) as error:
+        log.warning("customer states at %s are unreadable (%s): recomputing them", path, error)
+        return None
 
 
 def task_refresh_states(as_of: datetime, settings: Settings | None = None) -> int:

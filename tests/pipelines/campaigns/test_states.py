@@ -94,3 +94,12 @@ def test_the_cli_warms_the_states(on_trained_platform) -> None:  # noqa: ANN001
     assert result.exit_code == 0, result.output
     assert "current as of 2026-04-01" in result.output
     assert states_path(Settings.from_env(), NAME, "1").exists()
+
+
+def test_unreadable_saved_states_are_recomputed_and_replaced(on_trained_platform) -> None:  # noqa: ANN001
+    settings = Settings.from_env()
+    path = states_path(settings, NAME, "1")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not an npz file")
+    assert task_refresh_states(AS_OF) > 0
+    assert CustomerStates.load(path).model_key == f"{NAME}/1"

@@ -4,10 +4,11 @@ End to end is what the campaign DAG runs (`pipelines.campaigns.score.recommend_p
 the champion's materialised customer states from disk (`pipelines/campaigns/states.py`), mask
 inactive products and each customer's recent purchases, one (customers x D) @ (D x products)
 multiply of the fused SASRec + ALS blend per batch, top-k, product ids. The baseline, in the same
-process on the same machine, threads and catalogue, is the raw kernel: one (customers x H) @
-(H x products) multiply plus top-k in torch on the SASRec hidden states alone (H = hidden_size <
-D, precomputed, so the kernel does nothing else). The issue's target: end-to-end throughput at
-least half the kernel's.
+process on the same machine, threads and catalogue, is the raw kernel: that same multiply plus
+top-k in torch on the same precomputed vectors, nothing else (it gives the model's exact scores;
+D = SASRec's hidden size + the ALS factors + 3). The issue's target: end-to-end throughput at
+least half the kernel's. Reported beside it, the narrower multiply on SASRec's hidden states alone
+(H columns: what the kernel would be for SASRec without the ALS part of the blend).
 
 The states are computed when a customer's history changes (the extract DAG's task), not per
 campaign; their cost is reported beside: a full materialisation of every customer, and the
@@ -186,7 +187,7 @@ def main() -> None:
             )
             e2e.append(end_to_end(model, states_file, log, customers))
             print(
-                f"run {repeat + 1}: end to end {e2e[-1]:.2f} s, kernel {raw[-1]:.2f} s (fused {fused[-1]:.2f} s), "
+                f"run {repeat + 1}: end to end {e2e[-1]:.2f} s, kernel {fused[-1]:.2f} s (SASRec alone {raw[-1]:.2f} s), "
                 f"states: all customers {full[-1]:.2f} s, a day's {changed:,} changed {daily[-1]:.2f} s"
             )
     n = len(customers)
@@ -202,23 +203,24 @@ def main() -> None:
             "purchases": int(len(log.events)),
             "k": K,
             "model": "SASRec + ALS blend (params.yaml), fitted 1 epoch on a sample",
-            "kernel_dimension": int(items.shape[1]),
+            "sasrec_hidden_size": int(items.shape[1]),
             "state_dimension": int(states.vectors.shape[1]),
             "daily_changed_customers": int(changed),
         },
         "end_to_end_seconds_median": round(median["e2e"], 3),
-        "kernel_seconds_median": round(median["raw"], 3),
-        "fused_kernel_seconds_median": round(median["fused"], 3),
+        "kernel_seconds_median": round(median["fused"], 3),
+        "sasrec_only_kernel_seconds_median": round(median["raw"], 3),
         "states_all_customers_seconds_median": round(median["full"], 3),
         "states_daily_refresh_seconds_median": round(median["daily"], 3),
         "end_to_end_customers_per_second": round(n / median["e2e"]),
-        "kernel_customers_per_second": round(n / median["raw"]),
-        "ratio": round(median["raw"] / median["e2e"], 3),
+        "kernel_customers_per_second": round(n / median["fused"]),
+        "ratio": round(median["fused"] / median["e2e"], 3),
+        "ratio_to_sasrec_only_kernel": round(median["raw"] / median["e2e"], 3),
         "target_ratio": TARGET_RATIO,
         "runs": {
             "end_to_end": e2e,
-            "kernel": raw,
-            "fused_kernel": fused,
+            "kernel": fused,
+            "sasrec_only_kernel": raw,
             "states_all": full,
             "states_daily": daily,
         },

@@ -12,7 +12,8 @@ import typer
 from retention.cli_context import fail, open_context
 
 app = typer.Typer(
-    help="Retention-campaign target lists: run, list, show, export, lift; customer states.", no_args_is_help=True
+    help="Retention-campaign target lists: run, list, show, export, lift; customer states.",
+    no_args_is_help=True,
 )
 
 

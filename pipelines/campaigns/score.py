@@ -12,7 +12,10 @@ multiply and top-k per batch; see `pipelines/campaigns/states.py`).
 
 from __future__ import annotations
 
+import gc
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,17 +151,31 @@ def recommend_products(
     mask_rows, mask_cols = mask_rows[order], mask_cols[order]
     product_ids = model.index.ids.astype(object)  # Python strings: lists of them build fast
     out: list[list[str]] = []
-    for start in range(0, len(customer_ids), SCORE_BATCH):
-        stop = min(start + SCORE_BATCH, len(customer_ids))
-        first, last = np.searchsorted(mask_rows, [start, stop])
-        excluded = (mask_rows[first:last] - start, mask_cols[first:last])
-        columns, finite = scorer.top_k(vectors[start:stop], tails[start:stop], k, excluded)
-        ids = product_ids[columns]
-        if finite.all():
-            out.extend(ids.tolist())
-        else:
-            out.extend([list(ids[r][finite[r]]) for r in range(len(ids))])
+    with _no_gc_pauses():
+        for start in range(0, len(customer_ids), SCORE_BATCH):
+            stop = min(start + SCORE_BATCH, len(customer_ids))
+            first, last = np.searchsorted(mask_rows, [start, stop])
+            excluded = (mask_rows[first:last] - start, mask_cols[first:last])
+            columns, finite = scorer.top_k(vectors[start:stop], tails[start:stop], k, excluded)
+            ids = product_ids[columns]
+            if finite.all():
+                out.extend(ids.tolist())
+            else:
+                out.extend([list(ids[r][finite[r]]) for r in range(len(ids))])
     return out
+
+
+@contextmanager
+def _no_gc_pauses() -> Iterator[None]:
+    """Pause the cyclic garbage collector: building 100k small lists would trigger it over and
+    over, each pass walking every live object (more time than the lists themselves)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def score_customers(

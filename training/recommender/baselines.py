@@ -158,3 +158,12 @@ class ItemKNN:
         # row i of `similarity` lists the neighbours of item i, so X @ S sums over the customer's items
         scores = np.asarray((binary @ self.similarity).todense(), dtype=np.float32)
         return fallback_rows(scores, rows, self.popularity)
+
+
+def presence_matrix(rows: np.ndarray, columns: np.ndarray, shape: tuple[int, int]) -> sparse.csr_matrix:
+    """(customers x items) CSR with 1 where a customer interacted with an item (repeats count once,
+    as in `ItemKNN`): the input of the item-kNN part of SASRec's blend."""
+    binary = sparse.csr_matrix((np.ones(len(columns), dtype=np.float32), (rows, columns)), shape=shape)
+    binary.sum_duplicates()
+    binary.data[:] = 1.0
+    return binary

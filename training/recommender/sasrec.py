@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from retention.params import Params
 from training.data import EventLog
 from training.protocol import RecSplit
-from training.recommender.baselines import interactions, item_similarity, popularity_counts
+from training.recommender.baselines import interactions, item_similarity, popularity_counts, presence_matrix
 from training.recommender.blend import BlendParts, blend_grid, choose_weights, sample_users
 from training.recommender.mf import MatrixFactorisation, fold_in
 from training.recommender.sequences import (
@@ -652,12 +652,7 @@ class SASRecRecommender:
         if self.similarity is not None:
             rows = np.repeat(np.arange(len(recent)), [len(r) for r in recent])
             columns = np.concatenate(recent) - 1 if recent else np.zeros(0, dtype=np.int64)
-            shape = (len(recent), self.index.size)
-            binary = sparse.csr_matrix(
-                (np.ones(len(columns), dtype=np.float32), (rows, columns)), shape=shape
-            )
-            binary.sum_duplicates()
-            binary.data[:] = 1.0  # presence only, as in `ItemKNN`
+            binary = presence_matrix(rows, columns, (len(recent), self.index.size))
             knn = standardised(np.asarray((binary @ self.similarity).todense(), dtype=np.float64))
         return standardised(scores), mf, knn
 

@@ -36,6 +36,7 @@ import torch
 from scipy import sparse
 
 from retention.atomic import atomic_path
+from training.recommender.baselines import presence_matrix
 from training.recommender.mf import fold_in
 from training.recommender.sequences import PAD, pad_left
 
@@ -150,9 +151,10 @@ def item_matrix(model) -> np.ndarray:  # noqa: ANN001 (a SASRecRecommender; impo
             columns.append(model.net.item_vectors()[1:].numpy())
         if _has_mf(model):
             columns.append(model.item_factors)
+    from training.recommender.sasrec import standardised  # loaded with the model
+
     popularity = model.popularity.astype(np.float64)
-    standardised_log = np.log1p(popularity) - np.log1p(popularity).mean()
-    standardised_log /= max(float(standardised_log.std()), EPS)
+    standardised_log = standardised(np.log1p(popularity)[None, :])[0]
     columns.append(np.stack([np.ones_like(popularity), standardised_log, popularity], axis=1))
     return np.ascontiguousarray(np.hstack(columns), dtype=np.float32)
 
@@ -163,8 +165,7 @@ def _has_mf(model) -> bool:  # noqa: ANN001
 
 def state_vectors(model, tails: np.ndarray) -> np.ndarray:  # noqa: ANN001
     """(len(tails), D) float32 state vectors z of left-padded tails (all-PAD: no history)."""
-    width = item_matrix_width(model)
-    out = np.zeros((len(tails), width), dtype=np.float32)
+    out = np.zeros((len(tails), item_matrix(model).shape[1]), dtype=np.float32)
     out[:, -1] = 1.0  # no history: the popularity counts
     lengths = (tails != PAD).sum(axis=1)
     rows = np.flatnonzero(lengths > 0)
@@ -204,16 +205,6 @@ def state_vectors(model, tails: np.ndarray) -> np.ndarray:  # noqa: ANN001
     return out
 
 
-def item_matrix_width(model) -> int:  # noqa: ANN001
-    """D: the width of `item_matrix` and of the state vectors."""
-    width = 3
-    if model.net is not None:
-        width += model.net.config.hidden_size
-        if _has_mf(model):
-            width += model.item_factors.shape[1]
-    return width
-
-
 def tails_of(model, sequences: dict[str, np.ndarray], customer_ids: np.ndarray) -> np.ndarray:  # noqa: ANN001
     """(len(customer_ids), max_length) int32 left-padded last items (all PAD without history)."""
     length = model.net.config.max_length if model.net is not None else 1
@@ -246,7 +237,7 @@ def refresh_states(
     """
     customer_ids = np.array(sorted(sequences), dtype=str)
     tails = tails_of(model, sequences, customer_ids)
-    vectors = np.zeros((len(customer_ids), item_matrix_width(model)), dtype=np.float32)
+    vectors = np.zeros((len(customer_ids), item_matrix(model).shape[1]), dtype=np.float32)
     stale = np.ones(len(customer_ids), dtype=bool)
     if previous is not None and previous.model_key == model_key and previous.tails.shape[1] == tails.shape[1]:
         rows = previous.rows(customer_ids)
@@ -271,11 +262,7 @@ def knn_part(model, tails: np.ndarray) -> tuple[sparse.csr_matrix, np.ndarray]: 
     """
     rows, columns = np.nonzero(tails != PAD)
     codes = tails[rows, columns].astype(np.int64) - 1
-    binary = sparse.csr_matrix(
-        (np.ones(len(codes), dtype=np.float32), (rows, codes)), shape=(len(tails), model.index.size)
-    )
-    binary.sum_duplicates()
-    binary.data[:] = 1.0  # presence only, as in `ItemKNN`
+    binary = presence_matrix(rows, codes, (len(tails), model.index.size))
     scores = (binary @ model.similarity).tocsr().astype(np.float64)
     n_items = model.index.size
     mean = np.asarray(scores.sum(axis=1)).ravel() / n_items

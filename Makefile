@@ -29,6 +29,7 @@ bench: install
 	$(BIN)/python benchmarks/simulator_throughput.py
 	$(BIN)/python benchmarks/feature_materialisation.py
 	$(BIN)/python benchmarks/model_quality.py --data ../shared/data
+	$(BIN)/python benchmarks/return_ceiling.py --data ../shared/data
 	$(BIN)/python benchmarks/campaign_scoring.py
 	$(BIN)/python benchmarks/serving_latency.py
 

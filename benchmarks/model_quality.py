@@ -20,8 +20,13 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from retention.params import Params
+    from training.data import EventLog
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "models.json"
@@ -54,27 +59,38 @@ TARGETS = {
 }
 
 
-def run_split(name: str, data: Path, work: Path, devices: int) -> dict:
-    """Ingest the split's dataset into a fresh database and backtest it; returns the per-model results."""
+def load_split_log(name: str, data: Path, home: Path, params: Params) -> EventLog:
+    """The split's dataset ingested with the product's loader into a fresh SQLite database under
+    `home`, read back as the event log (exactly what `retention ingest` then `backtest` see)."""
     from pipelines.ingest import IngestRequest, ingest
     from retention.db import create_db_engine, upgrade
-    from retention.params import load_params
-    from training.backtest import BacktestRequest, run_backtest
     from training.data import read_event_log
-    from training.tracking import Tracker
 
-    dataset, fmt, files, options = SPLITS[name]
-    home = work / name
+    _, fmt, files, _ = SPLITS[name]
     home.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{home / 'shop.db'}"
     (home / "shop.db").unlink(missing_ok=True)
     upgrade(url)
     engine = create_db_engine(url)
+    try:
+        ingest(engine, IngestRequest(format=fmt, **{k: data / v for k, v in files.items()}), params.ingest)
+        return read_event_log(engine, "shop")
+    finally:
+        engine.dispose()
+
+
+def run_split(name: str, data: Path, work: Path, devices: int) -> dict:
+    """Ingest the split's dataset into a fresh database and backtest it; returns the per-model results."""
+    from retention.params import load_params
+    from training.backtest import BacktestRequest, run_backtest
+    from training.tracking import Tracker
+
+    dataset, _, _, options = SPLITS[name]
+    home = work / name
     params = load_params(ROOT / "params.yaml")
     training = params.training.model_copy(update={"devices": devices})
     params = params.model_copy(update={"training": training})
-    ingest(engine, IngestRequest(format=fmt, **{k: data / v for k, v in files.items()}), params.ingest)
-    event_log = read_event_log(engine, "shop")
+    event_log = load_split_log(name, data, home, params)
     request = BacktestRequest(
         task=options["task"],
         protocol=options["protocol"],
@@ -87,7 +103,6 @@ def run_split(name: str, data: Path, work: Path, devices: int) -> dict:
     tracker = Tracker(f"sqlite:///{home / 'mlflow.db'}", home / "mlartifacts")
     started = time.perf_counter()
     reports = run_backtest(event_log, request, params, home / "runs", tracker)
-    engine.dispose()
     models = {
         r.name: {
             "role": r.role,

@@ -21,6 +21,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,7 @@ SPLINE_COLUMNS = ("recency_days", "orders_total", "first_order_days", "amount_me
 
 def oracle_inputs(data: Path, work: Path) -> tuple[pd.DataFrame, np.ndarray]:
     """The return model's tabular inputs at T plus decayed purchase counts, and the test labels."""
+    from feature_store.frames import PURCHASE
     from retention.params import load_params
     from training.churn.dataset import customer_inputs
     from training.protocol import return_split
@@ -61,7 +63,7 @@ def oracle_inputs(data: Path, work: Path) -> tuple[pd.DataFrame, np.ndarray]:
     )
     tabular = inputs.tabular.set_axis(inputs.customer_id.astype(str)).reindex(split.population)
     events = split.history.events
-    bought = events.loc[events["event_type"] == "purchase"]
+    bought = events.loc[events["event_type"] == PURCHASE]
     age_days = (split.as_of - pd.to_datetime(bought["ts"])) / pd.Timedelta(days=1)
     owner = bought["customer_id"].astype(str)
     for tau in DECAY_DAYS:
@@ -71,7 +73,7 @@ def oracle_inputs(data: Path, work: Path) -> tuple[pd.DataFrame, np.ndarray]:
     return tabular[informative].reset_index(drop=True), split.returned.astype(int)
 
 
-def cross_fitted(estimator, features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def cross_fitted(estimator: Any, features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Mean ROC-AUC / PR-AUC over `SEEDS` of out-of-fold scores fitted on the test labels."""
     rocs, prs = [], []
     for seed in SEEDS:

@@ -33,5 +33,6 @@ bench: install
 	$(BIN)/python benchmarks/campaign_scoring.py
 	$(BIN)/python benchmarks/serving_latency.py
 
+## Lint, format check, type check (mypy: files and strictness in pyproject.toml) and import layers.
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/lint-imports

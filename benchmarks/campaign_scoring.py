@@ -1,7 +1,7 @@
 """Benchmark: campaign recommendation scoring of 100k customers, top-10 over the full catalogue.
 
 End to end is what the campaign DAG runs (`pipelines.campaigns.score.recommend_products`): read
-the champion's materialised customer states from disk (`pipelines/campaigns/states.py`), mask
+the champion's materialised customer states from disk (`pipelines/campaigns/state_cache.py`), mask
 inactive products and each customer's recent purchases, one (customers x D) @ (D x products)
 multiply of the fused SASRec + ALS blend per batch, top-k, product ids. The baseline, in the same
 process on the same machine, threads and catalogue, is the raw kernel: that same multiply plus
@@ -45,7 +45,7 @@ TARGET_RATIO = 0.5  # issue 5: end to end at least half the kernel's throughput
 
 def synthetic_log(customers: int, products: int, mean_items: float, seed: int):  # noqa: ANN201
     """Purchase sequences with Zipf-like product popularity over the 120 days before AS_OF."""
-    from training.data import event_log_from_frames
+    from feature_store.events import event_log_from_frames
 
     rng = np.random.default_rng(seed)
     lengths = 1 + rng.poisson(mean_items - 1, customers)
@@ -87,7 +87,7 @@ def fitted_model(log, sample: int, work: Path):  # noqa: ANN001, ANN201
 
 def end_to_end(model, states_file: Path, log, customers: list[str]) -> float:  # noqa: ANN001
     from pipelines.campaigns.score import recommend_products
-    from training.recommender.states import CustomerStates
+    from training.recommender.customer_states import CustomerStates
 
     active = set(model.index.ids)
     started = time.perf_counter()
@@ -108,7 +108,7 @@ def kernel(users: torch.Tensor, items: torch.Tensor, batch: int) -> float:
 
 def user_states(model, log, customers: list[str]) -> torch.Tensor:  # noqa: ANN001
     """The SASRec state of each customer's last position (the kernel's precomputed input)."""
-    from training.recommender.sasrec import pad_left
+    from training.recommender.sequences import pad_left
 
     sequences = model.history_sequences(log)
     states = []
@@ -122,7 +122,7 @@ def user_states(model, log, customers: list[str]) -> torch.Tensor:  # noqa: ANN0
 
 def a_day_later(log, share: float, seed: int):  # noqa: ANN001, ANN201
     """The log plus one purchase, just before AS_OF, by `share` of the customers."""
-    from training.data import event_log_from_frames
+    from feature_store.events import event_log_from_frames
 
     rng = np.random.default_rng(seed)
     customers = log.events["customer_id"].unique()
@@ -141,8 +141,8 @@ def a_day_later(log, share: float, seed: int):  # noqa: ANN001, ANN201
 
 def refresh_seconds(model, log, previous=None) -> tuple[float, int, object]:  # noqa: ANN001
     """Seconds to bring the states up to `log` (sequences from the log + recomputing changed rows)."""
-    from pipelines.campaigns.states import history_fingerprint
-    from training.recommender.states import refresh_states
+    from pipelines.campaigns.state_cache import history_fingerprint
+    from training.recommender.customer_states import refresh_states
 
     started = time.perf_counter()
     events, last = history_fingerprint(model, log)
@@ -161,8 +161,7 @@ def main() -> None:
     parser.add_argument("--daily-share", type=float, default=0.05, help="Customers buying in a day.")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from pipelines.campaigns.score import SCORE_BATCH
-    from training.recommender.states import item_matrix
+    from training.scoring import SCORE_BATCH
 
     torch.set_num_threads(torch.get_num_threads())
     log = synthetic_log(args.customers, args.products, args.mean_items, seed=7)
@@ -183,7 +182,7 @@ def main() -> None:
             users = user_states(model, log, customers)
             raw.append(kernel(users, items, SCORE_BATCH))
             fused.append(
-                kernel(torch.from_numpy(states.vectors), torch.from_numpy(item_matrix(model)), SCORE_BATCH)
+                kernel(torch.from_numpy(states.vectors), torch.from_numpy(model.item_matrix()), SCORE_BATCH)
             )
             e2e.append(end_to_end(model, states_file, log, customers))
             print(

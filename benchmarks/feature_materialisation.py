@@ -69,7 +69,7 @@ def prepare(label: str, cache: Path) -> tuple[str, str, str]:
             [
                 sys.executable,
                 "-m",
-                "retention.cli",
+                "cli.main",
                 "simulate",
                 "--customers",
                 str(customers),

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 if TYPE_CHECKING:
+    from feature_store.events import EventLog
     from retention.params import Params
-    from training.data import EventLog
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "models.json"
@@ -36,19 +36,19 @@ SPLITS = {
         "cdnow",
         "cdnow",
         {"events": "cdnow/CDNOW_sample.txt"},
-        {"task": "return", "protocol": "temporal", "as_of": "1997-10-01", "horizon_days": 273},
+        {"family": "return", "protocol": "temporal", "as_of": "1997-10-01", "horizon_days": 273},
     ),
     "ml-leave-last": (
         "movielens-100k",
         "movielens",
         {"events": "movielens-100k/ml-100k.inter", "products": "movielens-100k/ml-100k.item"},
-        {"task": "rec", "protocol": "leave-last", "as_of": None, "horizon_days": None},
+        {"family": "recommender", "protocol": "leave-last", "as_of": None, "horizon_days": None},
     ),
     "ml-temporal": (
         "movielens-100k",
         "movielens",
         {"events": "movielens-100k/ml-100k.inter", "products": "movielens-100k/ml-100k.item"},
-        {"task": "rec", "protocol": "temporal", "as_of": "1998-01-01", "horizon_days": 112},
+        {"family": "recommender", "protocol": "temporal", "as_of": "1998-01-01", "horizon_days": 112},
     ),
 }
 # Issue 4's quality targets: metric -> (comparison, bound); "baselines" = not below the best baseline.
@@ -62,9 +62,9 @@ TARGETS = {
 def load_split_log(name: str, data: Path, home: Path, params: Params) -> EventLog:
     """The split's dataset ingested with the product's loader into a fresh SQLite database under
     `home`, read back as the event log (exactly what `retention ingest` then `backtest` see)."""
+    from feature_store.events import read_event_log
     from pipelines.ingest import IngestRequest, ingest
     from retention.db import create_db_engine, upgrade
-    from training.data import read_event_log
 
     _, fmt, files, _ = SPLITS[name]
     home.mkdir(parents=True, exist_ok=True)
@@ -92,7 +92,7 @@ def run_split(name: str, data: Path, work: Path, devices: int) -> dict:
     params = params.model_copy(update={"training": training})
     event_log = load_split_log(name, data, home, params)
     request = BacktestRequest(
-        task=options["task"],
+        family=options["family"],
         protocol=options["protocol"],
         as_of=pd.Timestamp(options["as_of"]) if options["as_of"] else None,
         horizon_days=options["horizon_days"],

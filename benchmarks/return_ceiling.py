@@ -59,7 +59,7 @@ def oracle_inputs(data: Path, work: Path) -> tuple[pd.DataFrame, np.ndarray]:
     event_log = load_split_log(SPLIT, data, work / SPLIT, params)
     split = return_split(event_log, pd.Timestamp(options["as_of"]), options["horizon_days"])
     inputs = customer_inputs(
-        split.history.frames(), split.as_of, params.features, params.return_model.sequence_length
+        split.history.frames(), split.as_of, params.features, params.return_.sequence_length
     )
     tabular = inputs.tabular.set_axis(inputs.customer_id.astype(str)).reindex(split.population)
     events = split.history.events

@@ -22,9 +22,13 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 )
 def shop_simulator() -> None:
     @task
-    def simulate_interval(data_interval_start=None, data_interval_end=None) -> dict:  # noqa: ANN001
+    def simulate_interval(
+        data_interval_start: pendulum.DateTime | None = None,
+        data_interval_end: pendulum.DateTime | None = None,
+    ) -> dict:
         from pipelines.simulate import simulate_interval
 
+        assert data_interval_start is not None and data_interval_end is not None, "a daily timetable"
         return simulate_interval(data_interval_start.date(), data_interval_end.date())
 
     simulate_interval()

@@ -1,6 +1,6 @@
 """Feature store: feature definitions as code, point-in-time materialisation, the online store.
 
-Filled by the feature-store issue; the source tables it reads are defined in `retention.db.models`.
+The source tables it reads are defined in `retention.db.models`.
 The public names below are imported lazily, so importing the package (the CLI does) stays cheap.
 """
 

@@ -165,11 +165,13 @@ def build_sequences(
     )
     order = ["customer_id", "ts"] + (["event_id"] if "event_id" in frame else [])
     frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
-    frame["gap_hours"] = frame.groupby("customer_id", sort=False)["ts"].diff() / HOUR
+    gaps: pd.Series[pd.Timedelta] = frame.groupby("customer_id", sort=False)["ts"].diff()
+    frame["gap_hours"] = gaps / HOUR
     from_end = frame.groupby("customer_id", sort=False).cumcount(ascending=False)
     frame = frame[(from_end < params.sequence_length).to_numpy()].reset_index(drop=True)
     frame["position"] = frame.groupby("customer_id", sort=False).cumcount().astype(np.int64)
-    frame["age_hours"] = (pd.Timestamp(as_of) - frame["ts"]) / HOUR
+    ages: pd.Series[pd.Timedelta] = pd.Timestamp(as_of) - frame["ts"]
+    frame["age_hours"] = ages / HOUR
     amount = pd.to_numeric(frame["quantity"]) * pd.to_numeric(frame["price"])
     frame["amount"] = amount.where(frame["event_type"] == PURCHASE, 0.0).astype(float)
     categories = products.assign(product_id=products["product_id"].astype(str)).drop_duplicates("product_id")

@@ -29,6 +29,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,7 @@ RFM_SEGMENTS = tuple(dict.fromkeys(name for row in _SEGMENT_GRID for name in row
 
 
 Bound = float | str | None
+FeatureDtype = Literal["float64", "int64", "string"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class FeatureDef:
     """
 
     name: str
-    dtype: str
+    dtype: FeatureDtype
     description: str
     window_days: int | None
     compute: Callable[[FeatureContext], np.ndarray]
@@ -117,7 +119,8 @@ def _monetary(days: int) -> Callable[[FeatureContext], np.ndarray]:
 def _gaps(ctx: FeatureContext) -> pd.DataFrame:
     orders = ctx.orders  # sorted by customer, then time
     same = orders["code"].eq(orders["code"].shift())
-    gaps = orders["ts"].diff() / pd.Timedelta(days=1)
+    ts: pd.Series[pd.Timestamp] = orders["ts"]
+    gaps = ts.diff() / pd.Timedelta(days=1)
     return pd.DataFrame({"code": orders["code"][same], "gap": gaps[same]})
 
 
@@ -228,7 +231,7 @@ def rfm_score(goodness: np.ndarray, bins: int) -> np.ndarray:
 
 
 def _rfm(ctx: FeatureContext) -> dict[str, np.ndarray]:
-    cached = ctx.memo.get("rfm")
+    cached = cast("dict[str, np.ndarray] | None", ctx.memo.get("rfm"))
     if cached is None:
         longest = max(ctx.params.windows_days)
         bins = ctx.params.rfm_quantiles

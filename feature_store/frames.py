@@ -13,6 +13,7 @@ from datetime import datetime
 from functools import cached_property
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from retention.params import FeatureParams
@@ -135,7 +136,7 @@ class FeatureContext:
         out[np.asarray(codes)] = values.to_numpy(dtype="datetime64[ns]")
         return out
 
-    def days_before(self, ts: np.ndarray) -> np.ndarray:
+    def days_before(self, ts: npt.NDArray[np.datetime64]) -> np.ndarray:
         """Days (fractional) from each timestamp to as-of."""
         return (self.as_of.to_datetime64() - ts) / np.timedelta64(1, "D")
 

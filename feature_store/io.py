@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import io
 import re
+import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from sqlalchemy import Connection, Engine
@@ -81,7 +82,8 @@ def _sqlite_frame(
     timestamps: Sequence[str],
     numbers: Sequence[str],
 ) -> pd.DataFrame:
-    cursor = connection.connection.driver_connection.execute(sql, dict(params))
+    driver = cast(sqlite3.Connection, connection.connection.driver_connection)  # pysqlite
+    cursor = driver.execute(sql, dict(params))
     parts = []
     try:
         while chunk := cursor.fetchmany(FETCH_ROWS):

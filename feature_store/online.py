@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 from feature_store.definitions import feature_version
 from feature_store.io import read_query
 from feature_store.offline import features_at
-from retention.db.shop import utc_now
+from retention.clock import utc_now
 from retention.db.warehouse import OnlineFeatures
 from retention.db.writes import write_frame
 from retention.params import FeatureParams
@@ -131,25 +131,3 @@ def read_online(engine: Engine, customer_id: str) -> dict[str, Any] | None:
     if isinstance(result["features"], str):  # a driver that hands JSON back as text
         result["features"] = json.loads(result["features"])
     return result
-
-
-def online_frame(engine: Engine, columns: list[str] | None = None) -> pd.DataFrame:
-    """The whole online store as a frame: customer_id, as_of, then the features (all, or `columns`).
-
-    Args:
-        engine: the platform database.
-        columns: feature names to keep (default: every stored feature).
-
-    Returns:
-        One row per customer, sorted by customer_id.
-    """
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(TABLE.c.customer_id, TABLE.c.as_of, TABLE.c.features).order_by(TABLE.c.customer_id)
-        ).all()
-    documents = [json.loads(r.features) if isinstance(r.features, str) else r.features for r in rows]
-    features = pd.DataFrame(documents)
-    if columns is not None:
-        features = features.reindex(columns=columns)
-    head = pd.DataFrame({"customer_id": [r.customer_id for r in rows], "as_of": [r.as_of for r in rows]})
-    return pd.concat([head, features], axis=1)

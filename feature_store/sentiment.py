@@ -17,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,8 +53,8 @@ class HeldOut:
         roc_auc: ROC-AUC of the score against the rating label (None with a single class).
         accuracy: share of reviews where `score > 0.5` matches the rating label.
         balanced_accuracy: mean of that share over the two classes.
-        tone: agreement with the simulator's latent text tone (see `sentiment_truth`), or None
-            when the reviews are not the simulator's.
+        tone: what the caller's `judge_tone` made of the held-out scores (for the simulated shop:
+            agreement with its latent text tone, `pipelines.simulate.tone`), or None.
     """
 
     n: int
@@ -127,8 +129,15 @@ def read_reviews(engine: Engine, before: datetime | None = None) -> pd.DataFrame
     return frame[frame["text"].str.strip() != ""].reset_index(drop=True)
 
 
+ToneJudge = Callable[[Sequence[str], np.ndarray], dict | None]
+
+
 def train(
-    engine: Engine, settings: Settings, params: SentimentParams, trained_before: datetime | None = None
+    engine: Engine,
+    settings: Settings,
+    params: SentimentParams,
+    trained_before: datetime | None = None,
+    judge_tone: ToneJudge | None = None,
 ) -> TrainResult:
     """Fit the sentiment head on weakly labelled warehouse reviews and save it (replacing any old one).
 
@@ -138,6 +147,8 @@ def train(
         params: the `sentiment` section of params.yaml.
         trained_before: only reviews with ts before this (naive UTC) are used, so features of
             earlier dates never see later labels; None uses every review.
+        judge_tone: an extra check of the held-out scores against the texts (the simulator's
+            latent tone); its result is reported as `held_out.tone`.
 
     Returns:
         The model version, its folder and its held-out metrics.
@@ -148,8 +159,6 @@ def train(
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
     from sklearn.model_selection import train_test_split
-
-    from feature_store.sentiment_truth import tone_agreement
 
     reviews = read_reviews(engine, trained_before)
     reviews["label"] = weak_labels(reviews["rating"], params)
@@ -188,9 +197,9 @@ def train(
         roc_auc=round(float(roc_auc_score(y_held, scores)), 4) if len(set(y_held)) == 2 else None,
         accuracy=round(float(accuracy_score(y_held, scores > 0.5)), 4),
         balanced_accuracy=round(float(balanced_accuracy_score(y_held, scores > 0.5)), 4),
-        tone=tone_agreement(labelled["text"].iloc[held_idx].tolist(), scores),
+        tone=judge_tone(labelled["text"].iloc[held_idx].tolist(), scores) if judge_tone else None,
     )
-    card = {
+    card: dict[str, Any] = {
         "model_version": _version(model.coef, model.intercept, params),
         "encoder": ENCODER_NAME,
         "params": params.model_dump(mode="json"),
@@ -248,7 +257,7 @@ def score_reviews(engine: Engine, settings: Settings, params: SentimentParams) -
     Returns:
         The number of review_sentiment rows written.
     """
-    from retention.db.shop import utc_now
+    from retention.clock import utc_now
     from retention.db.warehouse import ReviewSentiment
     from retention.db.writes import write_frame
 

@@ -96,8 +96,3 @@ def _encode_unique(texts: list[str], batch_size: int) -> np.ndarray:
         "encoded %s unique texts in %.1fs (%.0f texts/s)", f"{len(texts):,}", seconds, len(texts) / seconds
     )
     return np.concatenate(parts)
-
-
-def clear_memo() -> None:
-    """Forget the embeddings cached in this process (the encoder itself stays loaded)."""
-    _memo.clear()

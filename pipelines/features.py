@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from pipelines.extract.run import naive_utc, session
+from retention.clock import naive_utc
+from retention.context import platform_session
 from retention.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -19,13 +20,16 @@ def task_score_reviews(as_of: datetime, settings: Settings | None = None) -> int
     past reviews never change when new data arrives.
     """
     from feature_store.sentiment import SentimentError, load_model, score_reviews, train
+    from pipelines.simulate.tone import tone_agreement
 
-    with session(settings) as (settings, params, engine):
+    with platform_session(settings) as (settings, params, engine):
         try:
             load_model(settings)
         except SentimentError:
             try:
-                result = train(engine, settings, params.sentiment, trained_before=naive_utc(as_of))
+                result = train(
+                    engine, settings, params.sentiment, naive_utc(as_of), judge_tone=tone_agreement
+                )
             except SentimentError as error:  # too few reviews so far: sentiment stays unknown for now
                 log.warning("sentiment model not trained yet: %s", error)
                 return 0
@@ -43,7 +47,7 @@ def task_refresh_online(as_of: datetime, settings: Settings | None = None) -> in
     from feature_store.checks import checked_features
     from retention.quality import QualityService
 
-    with session(settings) as (settings, params, engine):
+    with platform_session(settings) as (settings, params, engine):
         when = naive_utc(as_of)
         features = checked_features(engine, when, params.features, QualityService(settings.gx_dir))
         return refresh_online(engine, when, params.features, features=features)

@@ -19,10 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select
 
+from retention.params import Params
 from retention.settings import (
     ENV_AIRFLOW_HOME,
     ENV_DATABASE_URL,
@@ -32,10 +33,16 @@ from retention.settings import (
     Settings,
 )
 
+if TYPE_CHECKING:
+    from pipelines.ingest.load import Format
+    from pipelines.simulate.run import SimulationResult
+
 log = logging.getLogger("retention.main_job")
 ROOT = Path(__file__).resolve().parents[1]
 DAGS = ROOT / "dags"
-DATASETS = {  # --dataset -> (ingest format, files under --data-path)
+DATASETS: dict[
+    str, tuple[Format, dict[str, str]]
+] = {  # --dataset -> (ingest format, files under --data-path)
     "cdnow": ("cdnow", {"events": "CDNOW_sample.txt"}),
     "movielens": ("movielens", {"events": "ml-100k.inter", "products": "ml-100k.item"}),
 }
@@ -137,20 +144,23 @@ def timed(report: MainJobReport, name: str, step: Callable[[], Any], echo: Calla
     return result
 
 
-def model_summaries(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
+def model_summaries(engine: Engine, settings: Settings, params: Params) -> list[dict[str, Any]]:
     """Per registered model: the champion, and the last gate decision with both sides' metrics."""
     from mlflow import MlflowClient
 
-    from training.registry import CHAMPION, REGISTERED_NAMES, alias_version, history
+    from training.families import FAMILIES
+    from training.registry import CHAMPION, alias_version, history
 
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     out = []
-    for kind, name in REGISTERED_NAMES.items():
+    for kind, chosen in FAMILIES.items():
+        name = chosen.registered_name
         decisions = history(engine, name)
         last = decisions[-1] if decisions else None
         out.append(
             {
                 "kind": kind,
+                "primary_metric": chosen.primary_metric(params),
                 "name": name,
                 "champion": alias_version(client, name, CHAMPION),
                 "decision": last["action"] if last else None,
@@ -170,9 +180,8 @@ def render(report: MainJobReport, settings: Settings) -> str:
         "",
         "models (most recent holdout window; the gate's decision):",
     ]
-    primary = {"return": "roc_auc", "recommender": "ndcg@10"}
     for model in report.models:
-        metric = primary[model["kind"]]
+        metric = model["primary_metric"]
         metrics = model["metrics"]
         mine = (metrics.get("challenger") or {}).get(metric)
         decision = model["decision"] or "not trained on this data (see the train_models log)"
@@ -213,3 +222,130 @@ def render(report: MainJobReport, settings: Settings) -> str:
         f"  logs:       {report.logs}",
     ]
     return "\n".join(lines)
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    """Row counts per table on one line (`events 1,234, orders 56`)."""
+    return ", ".join(f"{table} {n:,}" for table, n in counts.items())
+
+
+def simulated_line(result: SimulationResult) -> str:
+    """What a simulation stored, on one line."""
+    events = result.generated["events"]
+    return (
+        f"simulated {result.first_date} .. {result.last_date}: {events:,} events "
+        f"({events / max(result.seconds, 1e-9):,.0f}/s end to end); new rows: {format_counts(result.inserted)}"
+    )
+
+
+def load_shop(
+    engine: Engine, settings: Settings, params: Params, dataset: str, data_path: Path | None
+) -> str:
+    """Simulate the shop of params.yaml, or ingest a bundled-format dataset; returns what was stored.
+
+    Raises:
+        MainJobError: an unknown dataset, or a data folder that lacks the dataset's files.
+    """
+    if dataset == "simulated":
+        from pipelines.simulate import simulate
+
+        shop = params.simulate
+        return simulated_line(simulate(engine, settings.simulator_dir, shop, shop.days))
+    from pipelines.ingest import IngestRequest, ingest
+
+    if dataset not in DATASETS or data_path is None:
+        raise MainJobError(f"dataset {dataset!r} needs one of {', '.join(DATASETS)} and a data folder")
+    fmt, files = DATASETS[dataset]
+    missing = [name for name in files.values() if not (data_path / name).exists()]
+    if missing:
+        raise MainJobError(f"--data-path {data_path} lacks {', '.join(missing)}")
+    products = data_path / files["products"] if "products" in files else None
+    loaded = ingest(engine, IngestRequest(data_path / files["events"], products, format=fmt), params.ingest)
+    return (
+        f"load {loaded.load_id}: read {loaded.rows_read:,} rows; new rows: {format_counts(loaded.inserted)}"
+    )
+
+
+def run_main_job(
+    settings: Settings,
+    params: Params,
+    dataset: str,
+    data_path: Path | None,
+    echo: Callable[[str], None],
+) -> MainJobReport:
+    """The main job, step by step, one line per step (see the module docstring).
+
+    Raises:
+        MainJobError: a step failed; the message names it and where its log is.
+    """
+    import json
+
+    import pandas as pd
+
+    from pipelines.campaigns.select import campaign_id
+    from pipelines.campaigns.store import CampaignNotFound, get_campaign
+    from pipelines.extract.publish import data_end
+    from pipelines.summary import shop_summary
+    from retention.atomic import atomic_path
+    from retention.db import create_db_engine, upgrade
+
+    echo(f"home: {settings.home}")
+    report = MainJobReport(settings.home, (date.min, date.min), logs=settings.home / "logs")
+
+    def migrate() -> None:
+        upgrade(settings.database_url)  # what `retention init` does
+        run_airflow(["db", "migrate"], settings, "airflow-db-migrate")
+
+    timed(report, "migrate the platform database and Airflow's metadata", migrate, echo)
+    engine = create_db_engine(settings.database_url)
+    try:
+        timed(
+            report,
+            f"load the shop ({dataset})",
+            lambda: echo(load_shop(engine, settings, params, dataset, data_path)),
+            echo,
+        )
+        summary = shop_summary(engine)
+        echo(summary.render())
+        with atomic_path(settings.home / "reports" / "shop_summary.json") as tmp:
+            tmp.write_text(json.dumps(summary.metrics(), indent=2, sort_keys=True) + "\n")
+        start, end = report.period = shop_period(engine)
+        conf = json.dumps({"start": start.isoformat()})
+        timed(
+            report,
+            f"DAG shop_extract: {start} .. {end} as one initial load (GX, publish, sentiment, online features)",
+            lambda: dag_test("shop_extract", end, settings, conf),
+            echo,
+        )
+        require(
+            (data_end(engine) or pd.Timestamp.min) >= pd.Timestamp(end),
+            f"shop_extract did not publish the period up to {end}",
+            settings,
+        )
+        timed(
+            report,
+            "DAG train_models: train, track, register and gate both models",
+            lambda: dag_test("train_models", end, settings),
+            echo,
+        )
+        report.models = model_summaries(engine, settings, params)
+        require(any(m["decision"] for m in report.models), "train_models gated no model", settings)
+        if not all(m["champion"] for m in report.models):
+            echo(
+                "    a model has no champion (rejected by the gate, or not trained on this data): no campaign"
+            )
+            return report
+        timed(
+            report,
+            f"DAG retention_campaign as of {end}",
+            lambda: dag_test("retention_campaign", end, settings),
+            echo,
+        )
+        published = campaign_id(params.campaign.name, pd.Timestamp(end))
+        try:
+            report.campaign = get_campaign(engine, published)
+        except CampaignNotFound:
+            require(False, f"retention_campaign did not publish {published}", settings)
+        return report
+    finally:
+        engine.dispose()

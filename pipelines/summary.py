@@ -63,7 +63,7 @@ def shop_summary(engine: Engine) -> ShopSummary:
     with engine.connect() as connection:
         rows = {t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}
         first, last = connection.execute(text("SELECT min(ts), max(ts) FROM events")).one()
-        by_type = dict(
+        by_type: dict[str, int] = dict(
             connection.execute(text("SELECT event_type, count(*) FROM events GROUP BY event_type")).all()
         )
         buyers, repeat = connection.execute(

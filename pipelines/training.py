@@ -6,14 +6,14 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from pipelines.extract.run import session
+from retention.context import platform_session
 from retention.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def task_train(kind: str, settings: Settings | None = None) -> dict[str, Any]:
-    """Train `kind` ("return" or "recommender") on every validated warehouse row.
+def task_train(family: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Train a model family's model (`training.families`) on every validated warehouse row.
 
     Idempotent: when the same data, parameters and code were already trained and registered, that
     run is returned and nothing new is trained or registered.
@@ -23,13 +23,13 @@ def task_train(kind: str, settings: Settings | None = None) -> dict[str, Any]:
     """
     from training.train import train_model
 
-    with session(settings) as (settings, params, engine):
-        result = train_model(engine, settings, params, kind, source="warehouse")  # type: ignore[arg-type]
+    with platform_session(settings) as (settings, params, engine):
+        result = train_model(engine, settings, params, family, source="warehouse")
     summary = asdict(result)
     return {**summary, "as_of": str(result.as_of), "folder": str(result.folder)}
 
 
-def task_train_or_skip(kind: str) -> dict[str, Any]:
+def task_train_or_skip(family: str) -> dict[str, Any]:
     """`task_train` for a DAG task: data that cannot support the model (e.g. an order-total log
     with one placeholder product has no recommendation task) skips the task, and its gate, with
     the reason instead of failing the run."""
@@ -38,12 +38,12 @@ def task_train_or_skip(kind: str) -> dict[str, Any]:
     from training.protocol import ProtocolError
 
     try:
-        return task_train(kind)
+        return task_train(family)
     except ProtocolError as error:
-        raise AirflowSkipException(f"{kind} model not trained on this data: {error}") from error
+        raise AirflowSkipException(f"{family} model not trained on this data: {error}") from error
 
 
-def task_gate(kind: str, version: str, settings: Settings | None = None) -> dict[str, Any]:
+def task_gate(family: str, version: str, settings: Settings | None = None) -> dict[str, Any]:
     """Run the promotion gate on a registered version (idempotent: a decided version keeps its decision).
 
     Returns:
@@ -52,7 +52,7 @@ def task_gate(kind: str, version: str, settings: Settings | None = None) -> dict
     from training.gate import run_gate
     from training.registry import decision_dict
 
-    with session(settings) as (settings, params, engine):
-        decision = run_gate(engine, settings, params, kind, version)
+    with platform_session(settings) as (settings, params, engine):
+        decision = run_gate(engine, settings, params, family, version)
     log.info("%s version %s: %s (%s)", decision.registered_name, version, decision.action, decision.reason)
     return decision_dict(decision)

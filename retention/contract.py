@@ -7,9 +7,13 @@ the column, the offending row numbers and the reason, so one run tells the user 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from pandas._typing import ScalarOrNA
 
 EVENT_TYPES = ("view", "cart", "purchase")
 BOOLEAN_WORDS = {
@@ -63,7 +67,7 @@ REVIEW_COLUMNS = {
 class ContractError(ValueError):
     """Input that breaks the contract; `problems` lists each one, fully described."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"input rejected, nothing was loaded ({len(problems)} problem(s)):\n{lines}")
@@ -112,16 +116,18 @@ class Checker:
         return not missing
 
 
-def _shown(value: object) -> str:
+def _shown(value: ScalarOrNA) -> str:
     return "an empty value" if pd.isna(value) else repr(str(value))
 
 
 def _text(series: pd.Series) -> pd.Series:
     """Strings with surrounding blanks removed; missing values stay missing."""
-    return series.astype("string").str.strip().replace("", pd.NA)
+    return series.astype("string").str.strip().replace({"": pd.NA})
 
 
-def timestamps(check: Checker, frame: pd.DataFrame, column: str, unit: str | None = None) -> pd.Series:
+def timestamps(
+    check: Checker, frame: pd.DataFrame, column: str, unit: Literal["D", "s", "ms", "us", "ns"] | None = None
+) -> pd.Series:
     raw = frame[column]
     if unit is not None:
         parsed = pd.to_datetime(pd.to_numeric(raw, errors="coerce"), unit=unit, errors="coerce")

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """Frozen, and a misspelt or unknown key fails validation (params sections, API models)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class SegmentParams(_Strict):
+class SegmentParams(StrictModel):
     """One latent customer type of the shop simulator."""
 
     share: float = Field(gt=0, le=1)
@@ -36,7 +47,7 @@ def _weights(value: dict[str, float], what: str) -> dict[str, float]:
     return value
 
 
-class SimulateParams(_Strict):
+class SimulateParams(StrictModel):
     """Parameters of `retention simulate` (see params.yaml for the meaning of each)."""
 
     customers: int = Field(ge=1)
@@ -77,8 +88,8 @@ class SimulateParams(_Strict):
 
     @field_validator("countries", "categories")
     @classmethod
-    def _check_weights(cls, value: dict[str, float], info) -> dict[str, float]:  # noqa: ANN001
-        return _weights(value, info.field_name)
+    def _check_weights(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        return _weights(value, str(info.field_name))
 
     @model_validator(mode="after")
     def _consistent(self) -> SimulateParams:
@@ -93,7 +104,7 @@ class SimulateParams(_Strict):
         return self
 
 
-class IngestParams(_Strict):
+class IngestParams(StrictModel):
     """Parameters of `retention ingest`."""
 
     default_event_type: Literal["view", "cart", "purchase"]
@@ -101,7 +112,7 @@ class IngestParams(_Strict):
     max_reported_rows: int = Field(ge=1)
 
 
-class NullShares(_Strict):
+class NullShares(StrictModel):
     """Warning-level null shares tolerated in optional columns."""
 
     price: float = Field(ge=0, le=1)
@@ -109,7 +120,7 @@ class NullShares(_Strict):
     review_text: float = Field(ge=0, le=1)
 
 
-class ExtractParams(_Strict):
+class ExtractParams(StrictModel):
     """Parameters of the extraction DAG and its validation suites."""
 
     lateness_hours: int = Field(ge=0)
@@ -129,7 +140,7 @@ class ExtractParams(_Strict):
         return self
 
 
-class FeatureParams(_Strict):
+class FeatureParams(StrictModel):
     """Parameters of the feature store."""
 
     windows_days: list[int] = Field(min_length=1)
@@ -153,7 +164,7 @@ class FeatureParams(_Strict):
         return self
 
 
-class SentimentParams(_Strict):
+class SentimentParams(StrictModel):
     """Parameters of the review sentiment model."""
 
     positive_min_rating: int = Field(ge=1, le=5)
@@ -171,7 +182,7 @@ class SentimentParams(_Strict):
         return self
 
 
-class TrainerParams(_Strict):
+class TrainerParams(StrictModel):
     """The Lightning `Trainer` shared by every model (see training/trainer.py)."""
 
     accelerator: Literal["auto", "cpu", "gpu"]
@@ -183,7 +194,7 @@ class TrainerParams(_Strict):
     seed: int = Field(ge=0)
 
 
-class ReturnModelParams(_Strict):
+class ReturnModelParams(StrictModel):
     """The return / churn model (training/churn)."""
 
     batch_size: int = Field(ge=1)
@@ -210,8 +221,8 @@ class ReturnModelParams(_Strict):
     boosting_max_depth: int = Field(ge=1)
 
 
-class SASRecParams(_Strict):
-    """The sequential transformer (training/recommender/sasrec.py)."""
+class SASRecParams(StrictModel):
+    """The sequential transformer (training/recommender/sasrec/)."""
 
     max_length: int = Field(ge=2)
     hidden_size: int = Field(ge=1)
@@ -248,7 +259,7 @@ class SASRecParams(_Strict):
         return self
 
 
-class MFParams(_Strict):
+class MFParams(StrictModel):
     """Implicit-feedback matrix factorisation, alternating least squares (training/recommender/mf.py)."""
 
     factors: int = Field(ge=1)
@@ -259,14 +270,14 @@ class MFParams(_Strict):
     seed: int = Field(ge=0)
 
 
-class ItemKNNParams(_Strict):
+class ItemKNNParams(StrictModel):
     """Item-based nearest neighbours (training/recommender/baselines.py)."""
 
     neighbours: int = Field(ge=1)
     shrinkage: float = Field(ge=0)
 
 
-class RecommenderParams(_Strict):
+class RecommenderParams(StrictModel):
     """The recommenders (training/recommender)."""
 
     batch_size: int = Field(ge=1)
@@ -279,14 +290,14 @@ class RecommenderParams(_Strict):
     item_knn: ItemKNNParams
 
 
-class EvaluationParams(_Strict):
+class EvaluationParams(StrictModel):
     """The offline evaluation protocol (../docs/EVALUATION.md)."""
 
     ks: list[int] = Field(min_length=1)
     exclude_seen: bool
 
 
-class GateParams(_Strict):
+class GateParams(StrictModel):
     """The promotion rule of one registered model."""
 
     primary: str
@@ -296,7 +307,7 @@ class GateParams(_Strict):
     max_brier: float | None = Field(default=None, gt=0, le=1)
 
 
-class PromotionParams(_Strict):
+class PromotionParams(StrictModel):
     """The champion/challenger gate (training/registry.py)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
@@ -307,12 +318,13 @@ class PromotionParams(_Strict):
     max_latency_ms: float = Field(gt=0)
     latency_customers: int = Field(ge=1)
 
-    def for_kind(self, kind: str) -> GateParams:
-        """The rule of "return" or "recommender"."""
-        return self.return_ if kind == "return" else self.recommender
+    def for_family(self, family: str) -> GateParams:
+        """The rule of a model family (its section here is spelt as the family)."""
+        rule: GateParams = getattr(self, section_field(family, type(self)))
+        return rule
 
 
-class CampaignParams(_Strict):
+class CampaignParams(StrictModel):
     """The weekly retention campaign (pipelines/campaigns)."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
@@ -349,8 +361,10 @@ class CampaignParams(_Strict):
         return int(self.budget // self.cost_per_contact)
 
 
-class Params(_Strict):
-    """All of params.yaml."""
+class Params(StrictModel):
+    """All of params.yaml. A model family's section is spelt as the family (`return`, `recommender`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
     simulate: SimulateParams
     ingest: IngestParams
@@ -358,7 +372,7 @@ class Params(_Strict):
     features: FeatureParams
     sentiment: SentimentParams
     training: TrainerParams
-    return_model: ReturnModelParams
+    return_: ReturnModelParams = Field(alias="return")
     recommender: RecommenderParams
     evaluation: EvaluationParams
     promotion: PromotionParams
@@ -379,16 +393,40 @@ def saved_params(raw: dict[str, Any], needed: tuple[str, ...]) -> Params:
     Raises:
         ParamsError: a needed section is missing or invalid.
     """
-    sections = {}
+    raw = {LEGACY_SECTIONS.get(name, name): value for name, value in raw.items()}
+    sections: dict[str, BaseModel] = {}
     for name in needed:
-        field = Params.model_fields[name]
+        field_name = section_field(name)
         if name not in raw:
             raise ParamsError(f"the saved model's parameters lack the {name!r} section")
+        section_type = Params.model_fields[field_name].annotation
+        assert isinstance(section_type, type) and issubclass(section_type, BaseModel)
         try:
-            sections[name] = field.annotation.model_validate(raw[name])  # type: ignore[union-attr]
+            sections[field_name] = section_type.model_validate(raw[name])
         except ValidationError as error:
             raise ParamsError(f"the saved model's {name!r} parameters are invalid: {error}") from None
-    return Params.model_construct(**sections)
+    return Params.model_construct(None, **sections)
+
+
+LEGACY_SECTIONS = {"return_model": "return"}  # section names of models saved by earlier versions
+
+
+def section_field(section: str, model: type[BaseModel] | None = None) -> str:
+    """The attribute of a params.yaml section (`return` -> `return_`) in `model` (default: `Params`).
+
+    Raises:
+        ParamsError: no such section.
+    """
+    for name, field in (model or Params).model_fields.items():
+        if (field.alias or name) == section:
+            return name
+    raise ParamsError(f"params.yaml has no section {section!r}")
+
+
+def params_sections(params: Params, sections: Iterable[str]) -> dict[str, Any]:
+    """The named sections of `params` as plain data, keyed by their params.yaml spelling."""
+    fields = {section_field(section) for section in sections}
+    return params.model_dump(mode="json", include=fields)
 
 
 class ParamsError(ValueError):

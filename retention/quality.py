@@ -15,9 +15,17 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
+
+if TYPE_CHECKING:  # great_expectations is imported lazily: it is slow to import
+    from great_expectations.core.expectation_suite import ExpectationSuite
+    from great_expectations.core.expectation_validation_result import ExpectationValidationResult
+    from great_expectations.data_context import FileDataContext
+    from great_expectations.data_context.types.resource_identifiers import ValidationResultIdentifier
+    from great_expectations.datasource.fluent import PandasDatasource
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
 SUITES_ROOT = Path(__file__).resolve().parents[1] / "great_expectations"
 DATASOURCE = "retention_frames"
@@ -60,7 +68,7 @@ class Report:
         return not self.failed
 
 
-def expectation_name(config: Any) -> str:
+def expectation_name(config: ExpectationConfiguration) -> str:
     """A short readable name of an expectation configuration: its type and column(s)."""
     kwargs = config.kwargs
     target = kwargs.get("column") or ", ".join(kwargs.get("column_list") or [])
@@ -82,12 +90,12 @@ class QualityService:
     def __init__(self, runtime_dir: Path, suites_root: Path = SUITES_ROOT) -> None:
         self.runtime_dir = runtime_dir
         self.suites_root = suites_root
-        self._runtime = None
+        self._runtime: FileDataContext | None = None
         self._loaded: set[str] = set()
 
     # -- suites ------------------------------------------------------------------------------
 
-    def project_context(self):  # noqa: ANN201 (gx FileDataContext)
+    def project_context(self) -> FileDataContext:
         """The committed file context that holds the suites."""
         return _file_context(self.suites_root)
 
@@ -132,7 +140,7 @@ class QualityService:
 
         context = self._runtime_context(suite_name)
         asset_name = suite_name.replace(".", "_")
-        datasource = context.data_sources.get(DATASOURCE)
+        datasource = cast("PandasDatasource", context.data_sources.get(DATASOURCE))  # see _runtime_context
         try:
             asset = datasource.get_asset(asset_name)
         except LookupError:
@@ -161,7 +169,7 @@ class QualityService:
             docs_url=self._docs_page(context, identifier) if failed else None,
         )
 
-    def _runtime_context(self, suite_name: str):  # noqa: ANN202
+    def _runtime_context(self, suite_name: str) -> FileDataContext:
         if self._runtime is None:
             self._runtime = _file_context(self.runtime_dir)
             if DATASOURCE not in [d.name for d in self._runtime.data_sources.all().values()]:
@@ -177,7 +185,7 @@ class QualityService:
         return self._runtime
 
     @staticmethod
-    def _docs_page(context, identifier) -> str | None:  # noqa: ANN001
+    def _docs_page(context: FileDataContext, identifier: ValidationResultIdentifier) -> str | None:
         try:
             urls = context.build_data_docs(resource_identifiers=[identifier])
         except Exception as error:  # Data Docs are a convenience; a rendering bug must not fail a run
@@ -188,7 +196,7 @@ class QualityService:
         return (page[0].get("site_url") if page else None) or index
 
 
-def _file_context(root: Path):  # noqa: ANN202
+def _file_context(root: Path) -> FileDataContext:
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     import great_expectations as gx
@@ -201,14 +209,14 @@ def _file_context(root: Path):  # noqa: ANN202
     return context
 
 
-def _stored_suite(context, name: str):  # noqa: ANN001, ANN202
+def _stored_suite(context: FileDataContext, name: str) -> ExpectationSuite | None:
     try:
         return context.suites.get(name)
     except Exception:  # DataContextError when absent; GX raises no narrower type
         return None
 
 
-def _suite_content(suite) -> list[dict] | None:  # noqa: ANN001
+def _suite_content(suite: ExpectationSuite | None) -> list[dict[str, Any]] | None:
     if suite is None:
         return None
     return [
@@ -217,8 +225,9 @@ def _suite_content(suite) -> list[dict] | None:  # noqa: ANN001
     ]
 
 
-def _outcome(result) -> Outcome:  # noqa: ANN001
+def _outcome(result: ExpectationValidationResult) -> Outcome:
     config = result.expectation_config
+    assert config is not None, "a suite run reports the configuration of every expectation"
     details = result.result or {}
     exception = (result.exception_info or {}).get("exception_message")
     if not exception:  # failures of metric computations are keyed by metric id

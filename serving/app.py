@@ -24,6 +24,7 @@ from sqlalchemy import Engine, text
 
 from feature_store.definitions import feature_version
 from feature_store.online import read_online
+from pipelines.campaigns.run import EXPORT_FORMATS
 from pipelines.campaigns.score import active_products
 from pipelines.campaigns.store import CampaignNotFound, export_frame, get_campaign, list_campaigns
 from retention.db import create_db_engine
@@ -38,7 +39,6 @@ from serving.customers import (
 )
 from serving.models import ChampionModels, NoChampion
 from serving.schemas import (
-    EXPORT_FORMATS,
     CampaignDetail,
     CampaignId,
     CampaignSummary,
@@ -212,7 +212,7 @@ def customer_recommendations(
         customer_id=customer_id,
         k=k,
         model=ModelRef(name=served.name, version=served.version),
-        recommendations=[Recommendation(**row) for row in top.to_dict("records")],
+        recommendations=[Recommendation(**row) for row in top.to_dict("records", into=dict)],
     )
 
 
@@ -257,12 +257,13 @@ def customer_churn(request: Request, customer_id: CustomerId) -> Churn:
 @admin.get("/admin/models", response_model=ModelVersions)
 def model_versions(request: Request) -> ModelVersions:
     """Every registered version with its aliases and gate decision, and the versions this process serves."""
-    from training.registry import REGISTERED_NAMES, versions
+    from training.families import FAMILIES
+    from training.registry import versions
 
     models = _models(request)
     return ModelVersions(
         served=models.served_versions(),
-        registry={name: versions(models.client, name) for name in REGISTERED_NAMES.values()},
+        registry={f.registered_name: versions(models.client, f.registered_name) for f in FAMILIES.values()},
     )
 
 

@@ -13,6 +13,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -157,7 +158,7 @@ def principal(
     return role
 
 
-def require(role: Role):  # noqa: ANN201 (a FastAPI dependency factory)
+def require(role: Role) -> Callable[[Role], Role]:
     """A dependency that lets through callers whose token grants `role` (else 403)."""
 
     def check(granted: Annotated[Role, Depends(principal)]) -> Role:

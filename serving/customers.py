@@ -27,10 +27,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
 
-from feature_store.io import read_query
-from retention.db.warehouse import WAREHOUSE
-from training.churn.dataset import CustomerInputs
-from training.data import (
+from feature_store.events import (
     CUSTOMER_COLUMNS,
     EVENT_COLUMNS,
     PRODUCT_COLUMNS,
@@ -38,17 +35,13 @@ from training.data import (
     EventLog,
     event_log_from_frames,
 )
+from feature_store.io import read_query
+from retention.db.warehouse import WAREHOUSE
+from training.churn.dataset import CustomerInputs
+from training.scoring import churn_frame, recommend_history
 
 POPULATION_RELATIVE = ("rfm_r", "rfm_f", "rfm_m")  # numeric features ranked over the population
 NO_CUTOFF = datetime(9999, 1, 1)
-
-
-class UnknownCustomer(LookupError):
-    """The customer is not in the warehouse."""
-
-    def __init__(self, customer_id: str) -> None:
-        super().__init__(f"unknown customer {customer_id!r}")
-        self.customer_id = customer_id
 
 
 class NotScored(LookupError):
@@ -63,7 +56,7 @@ class ChurnScore:
         customer_id: the customer.
         as_of: the scoring time (the online store's as-of).
         horizon_days: H of the model.
-        p_churn: 1 - p_return.
+        p_churn: 1 - p_return (`training.scoring.p_churn`).
         reasons: the features whose occlusion moves the score most, most first.
     """
 
@@ -137,10 +130,10 @@ def read_customer_log(engine: Engine, customer_id: str, before: datetime | None 
 def recommend(
     model: Any, history: EventLog, customer_id: str, k: int, active: set[str], exclude_purchased: bool
 ) -> pd.DataFrame:
-    """The top-k active products of a recommender for one customer.
+    """The top-k active products of a recommender for one customer (`training.scoring.recommend_history`).
 
     Args:
-        model: a fitted recommender with `score_history` and `index` (SASRecRecommender).
+        model: a fitted recommender (SASRecRecommender).
         history: the customer's events (a customer without any gets the model's fallback scores).
         customer_id: the customer.
         k: how many products.
@@ -151,16 +144,14 @@ def recommend(
         rank (1 = best), product_id, score; at most k rows (fewer when fewer products are allowed).
     """
     ids = np.asarray(model.index.ids).astype(str)
-    scores = model.score_history(history, np.array([customer_id]))[0].astype(np.float64)
-    allowed = np.isin(ids, list(active))
+    excluded = None
     if exclude_purchased:
         bought = history.events.loc[history.events["event_type"] == "purchase", "product_id"]
-        allowed &= ~np.isin(ids, bought.astype(str).unique())
-    scores[~allowed] = -np.inf
-    order = np.argsort(-scores, kind="stable")[: min(k, int(allowed.sum()))]
-    return pd.DataFrame(
-        {"rank": np.arange(1, len(order) + 1), "product_id": ids[order], "score": scores[order]}
-    )
+        columns = np.flatnonzero(np.isin(ids, bought.astype(str).unique()))
+        excluded = (np.zeros(len(columns), dtype=np.int64), columns)
+    allowed = np.isin(ids, list(active))
+    top = recommend_history(model, history, np.array([customer_id]), k, allowed, excluded)
+    return top.drop(columns="customer_id")
 
 
 def _population_value(value: Any) -> float:
@@ -204,12 +195,11 @@ def churn_score(
         NotScored: the customer has no purchase before `as_of`.
     """
     states = churn_states(model, history, as_of, online_features)
-    row = model.predict_states(states).iloc[0]
-    reasons = [row[c] for c in row.index if c.startswith("reason_") and isinstance(row[c], str)]
+    row = churn_frame(model.predict_states(states)).iloc[0]
     return ChurnScore(
         customer_id=str(row["customer_id"]),
         as_of=as_of,
         horizon_days=int(model.horizon_days),
-        p_churn=1.0 - float(row["p_return"]),
-        reasons=reasons,
+        p_churn=float(row["p_churn"]),
+        reasons=list(row["reasons"]),
     )

@@ -16,8 +16,8 @@ from typing import Any
 
 from mlflow import MlflowClient
 
-from training.gate import load_native
-from training.registry import CHAMPION, REGISTERED_NAMES, alias_version, registered_name
+from training.families import FAMILIES, family
+from training.registry import CHAMPION, alias_version, load_native
 
 log = logging.getLogger("retention.serving")
 
@@ -86,7 +86,7 @@ class ChampionModels:
         Raises:
             NoChampion: nothing is promoted for this kind.
         """
-        name = registered_name(kind)
+        name = family(kind).registered_name
         with self._lock:  # one alias read and at most one load at a time
             version = self._champion_version(name)
             if version is None:
@@ -103,4 +103,4 @@ class ChampionModels:
     def served_versions(self) -> dict[str, str | None]:
         """The champion version last read per registered model (None: never read or none promoted)."""
         with self._lock:
-            return {name: self._champion.get(name) for name in REGISTERED_NAMES.values()}
+            return {name: self._champion.get(name) for name in (f.registered_name for f in FAMILIES.values())}

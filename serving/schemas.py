@@ -8,9 +8,10 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-EXPORT_FORMATS = ("csv", "parquet")
+from retention.params import StrictModel
+
 ID_MAX_CHARS = 64  # the warehouse's id columns
 CAMPAIGN_ID_MAX_CHARS = 128  # platform_campaigns.campaign_id
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # ids never hold control characters (PostgreSQL refuses NUL)
@@ -26,23 +27,19 @@ def download_url(campaign_id: str, fmt: str) -> str:
     return f"/campaigns/{quote(campaign_id, safe='')}/targets.{fmt}"
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelRef(Strict):
+class ModelRef(StrictModel):
     """The registered model version that produced an answer."""
 
     name: str
     version: str
 
 
-class Health(Strict):
+class Health(StrictModel):
     status: str = Field(description="ok when the database answers")
     models: dict[str, str | None] = Field(description="champion version last loaded per registered model")
 
 
-class CampaignSummary(Strict):
+class CampaignSummary(StrictModel):
     """A published campaign, as listed."""
 
     campaign_id: str
@@ -67,20 +64,20 @@ class CampaignDetail(CampaignSummary):
     downloads: dict[str, str] = Field(description="format -> URL of the target list")
 
 
-class Recommendation(Strict):
+class Recommendation(StrictModel):
     rank: int = Field(ge=1)
     product_id: str
     score: float
 
 
-class Recommendations(Strict):
+class Recommendations(StrictModel):
     customer_id: str
     k: int
     model: ModelRef
     recommendations: list[Recommendation]
 
 
-class Churn(Strict):
+class Churn(StrictModel):
     customer_id: str
     as_of: datetime = Field(description="the online store's as-of the score is computed at")
     horizon_days: int
@@ -90,12 +87,12 @@ class Churn(Strict):
     model: ModelRef
 
 
-class ModelVersions(Strict):
+class ModelVersions(StrictModel):
     """Admin view of the registry and of what this process serves."""
 
     served: dict[str, str | None]
     registry: dict[str, list[dict[str, Any]]]
 
 
-class Problem(Strict):
+class Problem(StrictModel):
     detail: str

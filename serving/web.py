@@ -14,9 +14,10 @@ from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from pipelines.campaigns.run import EXPORT_FORMATS
 from pipelines.campaigns.store import CampaignNotFound, get_campaign, list_campaigns
 from serving.auth import COOKIE_NAME, GRANTS, Role
-from serving.schemas import EXPORT_FORMATS, CampaignId, download_url
+from serving.schemas import CampaignId, download_url
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 COOKIE_MAX_AGE_SECONDS = 8 * 60 * 60  # a working day; then log in again

@@ -32,6 +32,15 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def migrated_home(isolated_env: Path) -> Path:
+    """The isolated RETENTION_HOME with its default database migrated, as `retention init` leaves it."""
+    from retention.settings import Settings
+
+    upgrade(Settings.from_env().database_url)
+    return isolated_env
+
+
+@pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A URL whose connections use a fresh, private schema of the test PostgreSQL database."""
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from retention.cli import app
+from cli.main import app
 from tests.conftest import SHARED_DATA
 
 runner = CliRunner()
@@ -34,12 +34,26 @@ def test_help_everywhere(command: list[str]) -> None:
     assert "Usage" in result.output
 
 
-def test_main_job_simulates_loads_and_summarises(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_commands_refuse_a_database_behind_the_schema_until_init_migrates_it(isolated_env: Path) -> None:
+    # given a fresh home whose database was never migrated, a command refuses it in one line
+    refused = runner.invoke(app, ["summary"])
+    assert refused.exit_code == 2
+    assert "has no platform schema" in refused.output and "run `retention init`" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
+
+    # when `retention init` migrates it (twice: idempotent), the same command runs
+    for _ in range(2):
+        migrated = runner.invoke(app, ["init"])
+        assert migrated.exit_code == 0 and "database at revision" in migrated.output
+    assert runner.invoke(app, ["summary"]).exit_code == 0
+
+
+def test_main_job_simulates_loads_and_summarises(migrated_home: Path) -> None:
     result = runner.invoke(app, ["simulate", "--customers", "200", "--days", "14"])
     assert result.exit_code == 0, result.output
     assert "simulated 2026-01-01 .. 2026-01-14" in result.output
-    assert (isolated_env / "retention.db").exists()
-    assert (isolated_env / "simulator" / "truth.parquet").exists()
+    assert (migrated_home / "retention.db").exists()
+    assert (migrated_home / "simulator" / "truth.parquet").exists()
     summary = runner.invoke(app, ["summary"])
     assert summary.exit_code == 0
     assert "customers" in summary.output and "funnel: cart/view" in summary.output
@@ -97,7 +111,7 @@ def test_extract_rejects_bad_dates_with_exit_2() -> None:
     assert result.exit_code == 2 and "must be after" in result.output
 
 
-def test_ingest_errors_exit_2_with_the_reason(tmp_path: Path) -> None:
+def test_ingest_errors_exit_2_with_the_reason(migrated_home: Path, tmp_path: Path) -> None:
     bad = tmp_path / "events.csv"
     bad.write_text("user_id,item_id,ts\nu1,i1,not-a-date\n")
     result = runner.invoke(app, ["ingest", "--events", str(bad)])
@@ -107,14 +121,14 @@ def test_ingest_errors_exit_2_with_the_reason(tmp_path: Path) -> None:
     assert wrong_format.exit_code == 2 and "--format must be one of" in wrong_format.output
 
 
-def test_ingest_cdnow_through_the_cli() -> None:
+def test_ingest_cdnow_through_the_cli(migrated_home: Path) -> None:
     path = SHARED_DATA / "cdnow" / "CDNOW_sample.txt"
     result = runner.invoke(app, ["ingest", "--format", "cdnow", "--events", str(path)])
     assert result.exit_code == 0, result.output
     assert "read 6,919 rows" in result.output and "events 6,919" in result.output
 
 
-def test_append_with_new_parameters_is_refused() -> None:
+def test_append_with_new_parameters_is_refused(migrated_home: Path) -> None:
     result = runner.invoke(app, ["simulate", "--append", "--seed", "3"])
     assert result.exit_code == 2 and "--append continues the stored shop" in result.output
 

@@ -94,6 +94,6 @@ def test_dvc_repro_reproduces_the_pipeline_and_its_mlflow_metrics(
 @pytest.mark.slow
 def test_dvc_exp_run_sets_a_parameter(project: tuple[Path, dict[str, str]]) -> None:
     root, env = project
-    _dvc(["exp", "run", "-S", "return_model.hidden_size=16", "--name", "small-net"], root, env)
+    _dvc(["exp", "run", "-S", "return.hidden_size=16", "--name", "small-net"], root, env)
     table = json.dumps(json.loads(_dvc(["exp", "show", "--json"], root, env)))
     assert "small-net" in table and '"hidden_size": 16' in table

@@ -62,7 +62,7 @@ def small_params(folder: Path, **sections: dict) -> Path:
 
 def build_platform(root: Path) -> TrainedPlatform:
     """Simulate 300 customers over 90 days, extract, refresh features, train, register, promote."""
-    from retention.cli import app
+    from cli.main import app
 
     root.mkdir(parents=True, exist_ok=True)
     built = TrainedPlatform(root / "home", small_params(root), AS_OF)
@@ -72,6 +72,7 @@ def build_platform(root: Path) -> TrainedPlatform:
             patch.setenv(key, value)
         patch.delenv("AIRFLOW_HOME", raising=False)
         steps = [
+            ["init"],
             ["simulate", "--customers", "300", "--days", "90"],
             ["extract", "--start", SHOP_START, "--end", SHOP_END, "--step-days", "90"],
             ["features", "refresh-online", "--as-of", SHOP_END],

@@ -1,4 +1,2 @@
-"""Model training: Lightning return/churn model and recommender, baselines, MLflow tracking.
-
-Filled by the models issue; it trains on the feature store's point-in-time training sets.
-"""
+"""Model training: the model families (`training.families`), their models and baselines, the
+offline protocol, MLflow tracking, the registry and the promotion gate."""

@@ -1,6 +1,6 @@
-"""`retention backtest`: EVALUATION.md end to end for the model and every baseline on one split.
+"""`retention backtest`: EVALUATION.md end to end for a family's model and every baseline on one split.
 
-The model's three files go to the top of the output folder, each baseline's to `baselines/<name>/`,
+The model's files go to the top of the output folder, each baseline's to `baselines/<name>/`,
 and `comparison.csv` puts them side by side. With a tracker, each is also an MLflow run of the
 family's experiment with the same tags, so reviewers compare them in the UI.
 """
@@ -14,58 +14,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from feature_store.events import EventLog
 from retention.atomic import atomic_path
-from retention.params import Params
+from retention.params import Params, params_sections
 from training import plots
-from training.data import EventLog
-from training.protocol import (
-    ProtocolError,
-    RecSplit,
-    ReturnSplit,
-    aligned_scores,
-    leave_last_split,
-    ranking_metrics,
-    recommend,
-    return_metrics,
-    return_split,
-    temporal_split,
-)
+from training.families import FAMILIES, BacktestRequest, ModelFamily, family
 from training.tracking import RunTags, Tracker, params_hash
 from training.trainer import is_primary
 
 log = logging.getLogger("retention.training")
-Task = Literal["return", "rec"]
-CHURN_COLUMNS = ["user_id", "p_return"]
-RECOMMENDATION_COLUMNS = ["user_id", "rank", "item_id", "score"]
-
-
-@dataclass(frozen=True)
-class BacktestRequest:
-    """What to evaluate (the options of `retention backtest`)."""
-
-    task: Task
-    protocol: Literal["temporal", "leave-last"]
-    as_of: pd.Timestamp | None
-    horizon_days: int | None
-    exclude_seen: bool
-    out: Path
-    dataset: str = "shop"
-
-    def check(self) -> None:
-        """Raise ProtocolError naming the option that does not fit the task and protocol."""
-        if self.task == "return" and self.protocol != "temporal":
-            raise ProtocolError("--task return uses --protocol temporal (a cutoff and a horizon)")
-        if self.protocol == "temporal" and (self.as_of is None or self.horizon_days is None):
-            raise ProtocolError("--protocol temporal needs --as-of and --horizon-days")
-        if self.protocol == "leave-last" and (self.as_of is not None or self.horizon_days is not None):
-            raise ProtocolError("--protocol leave-last takes no --as-of or --horizon-days")
-        if self.horizon_days is not None and self.horizon_days < 1:
-            raise ProtocolError("--horizon-days must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -92,13 +53,15 @@ def _write_json(values: dict[str, Any], path: Path) -> None:
 
 
 def protocol_fields(request: BacktestRequest, fingerprint: str, params: Params) -> dict[str, Any]:
+    """The split's description in metrics.json (the same keys for every family)."""
     return {
-        "task": request.task,
+        "task": request.family,
         "protocol": request.protocol,
         "as_of": None if request.as_of is None else str(request.as_of.date()),
         "horizon_days": request.horizon_days,
-        "exclude_seen": request.exclude_seen if request.task == "rec" else None,
-        "ks": params.evaluation.ks if request.task == "rec" else None,
+        "exclude_seen": None,
+        "ks": None,
+        **family(request.family).request_fields(request, params),
         "dataset": request.dataset,
         "dataset_fingerprint": fingerprint,
     }
@@ -107,136 +70,18 @@ def protocol_fields(request: BacktestRequest, fingerprint: str, params: Params) 
 def write_files(
     folder: Path, request: BacktestRequest, metrics: dict[str, Any], scores: pd.DataFrame
 ) -> None:
-    """The three protocol files; the other task's file is written with its header only."""
-    churn = scores if request.task == "return" else pd.DataFrame(columns=CHURN_COLUMNS)
-    recs = scores if request.task == "rec" else pd.DataFrame(columns=RECOMMENDATION_COLUMNS)
-    _write_csv(churn[CHURN_COLUMNS], folder / "churn_scores.csv")
-    _write_csv(recs[RECOMMENDATION_COLUMNS], folder / "recommendations.csv")
+    """The protocol files: metrics.json and every family's scores file (the others with a header only)."""
+    for other in FAMILIES.values():
+        columns = list(other.score_columns)
+        rows = scores if other.name == request.family else pd.DataFrame(columns=columns)
+        _write_csv(rows[columns], folder / other.scores_file)
     _write_json(metrics, folder / "metrics.json")
 
 
-def return_models(params: Params, work_dir: Path) -> list[tuple[str, Any]]:
-    """The return model first, then the baselines: (role, scorer)."""
-    from training.churn import FrequencyBaseline, RecencyBaseline, ReturnModel, RfmBoostingBaseline
-
-    return [
-        ("model", ReturnModel(params, work_dir / "return_model")),
-        ("baseline", RecencyBaseline(params)),
-        ("baseline", FrequencyBaseline(params)),
-        ("baseline", RfmBoostingBaseline(params)),
-    ]
-
-
-def rec_models(params: Params, work_dir: Path) -> list[tuple[str, Any]]:
-    """SASRec first, then the baselines: (role, recommender)."""
-    from training.recommender import ItemKNN, MatrixFactorisation, Popularity, SASRecRecommender
-
-    return [
-        ("model", SASRecRecommender(params, work_dir / "sasrec")),
-        ("baseline", Popularity(params)),
-        ("baseline", ItemKNN(params)),
-        ("baseline", MatrixFactorisation(params)),
-    ]
-
-
-def _return_plots(split: ReturnSplit, p: np.ndarray, model: Any, folder: Path) -> list[Path]:
-    y = split.returned
-    figures = [
-        plots.roc_plot(y, p, folder / "roc.png"),
-        plots.pr_plot(y, p, folder / "pr.png"),
-        plots.reliability_plot(
-            plots.reliability_table(y, p), folder / "reliability.png", "Reliability (test window)"
-        ),
-        plots.lift_gain_plot(plots.decile_table(y, p), folder / "lift_gain.png"),
-    ]
-    importance = getattr(model, "feature_importance", None)
-    if isinstance(importance, pd.DataFrame) and len(importance):
-        figures.append(plots.importance_plot(importance, folder / "feature_importance.png"))
-    validation = getattr(model, "validation", None)
-    if isinstance(validation, dict) and isinstance(validation.get("reliability"), pd.DataFrame):
-        title = f"Reliability (validation, h={validation.get('horizon_days')}d)"
-        figures.append(
-            plots.reliability_plot(validation["reliability"], folder / "reliability_validation.png", title)
-        )
-    return figures
-
-
-def _recall_curve(split: RecSplit, recommendations: pd.DataFrame, k_max: int) -> pd.DataFrame:
-    ks = list(range(1, k_max + 1))
-    recall = [
-        ranking_metrics(split, recommendations[recommendations["rank"] <= k], [k])[f"recall@{k}"] for k in ks
-    ]
-    return pd.DataFrame({"k": ks, "recall": recall})
-
-
-def evaluate_return(
-    split: ReturnSplit, model: Any, folder: Path
-) -> tuple[dict[str, float], pd.DataFrame, list[Path]]:
-    model.fit(split.history, split.as_of, split.horizon_days)
-    scores = model.predict(split.history, split.as_of, split.horizon_days)
-    p = aligned_scores(split, scores)
-    metrics = return_metrics(split.returned, p)
-    frame = pd.DataFrame({"user_id": split.population, "p_return": p})
-    return metrics, frame, _return_plots(split, p, model, folder)
-
-
-def tune_on_history(split: RecSplit, model: Any, ks: list[int]) -> None:
-    """Let a model with a `tune(validation, ks)` method choose its settings on history only.
-
-    The validation split is the split's own protocol applied inside `split.history`
-    (`validation_split`), so nothing at or after the cutoff, nor the split's truth, is used
-    (EVALUATION.md). Baselines have no `tune` and are left as they are.
-    """
-    from training.recommender.blend import validation_split
-
-    tune = getattr(model, "tune", None)
-    if not callable(tune):
-        return
-    try:
-        validation = validation_split(split)
-    except ProtocolError as error:
-        log.warning("%s: no inner validation split (%s); keeping the configured settings", model.name, error)
-        return
-    tune(validation, ks)
-
-
 def tuning_fields(model: Any) -> dict[str, Any]:
-    """What `tune` chose on history, for metrics.json (empty for models without tuning)."""
+    """What a model's `tune` chose on history, for metrics.json (empty for models without tuning)."""
     tuning = getattr(model, "tuning", None)
     return {"tuning": tuning} if isinstance(tuning, dict) else {}
-
-
-def evaluate_rec(
-    split: RecSplit, model: Any, folder: Path, ks: list[int]
-) -> tuple[dict[str, float], pd.DataFrame, list[Path]]:
-    tune_on_history(split, model, ks)
-    model.fit(split.history, split.candidates)
-    recommendations = recommend(split, model, max(ks))
-    metrics = ranking_metrics(split, recommendations, ks)
-    curve = _recall_curve(split, recommendations, max(ks))
-    figures = [plots.recall_at_k_plot(curve, folder / "recall_at_k.png")]
-    frame = recommendations.rename(columns={"customer_id": "user_id", "product_id": "item_id"})
-    return metrics, frame, figures
-
-
-def make_split(log_: EventLog, request: BacktestRequest) -> ReturnSplit | RecSplit:
-    """The request's split of the log (EVALUATION.md), with one log line on its size."""
-    if request.task == "return":
-        split = return_split(log_, request.as_of, request.horizon_days)  # type: ignore[arg-type]
-        log.info(
-            "return split at %s, H=%sd: %d users, base rate %.3f",
-            request.as_of.date(),  # type: ignore[union-attr]
-            request.horizon_days,
-            len(split.population),
-            split.returned.mean(),
-        )
-        return split
-    if request.protocol == "temporal":
-        rec = temporal_split(log_, request.as_of, request.horizon_days, request.exclude_seen)  # type: ignore[arg-type]
-    else:
-        rec = leave_last_split(log_, request.exclude_seen)
-    log.info("%s split: %d test users, %d candidates", request.protocol, len(rec.users), len(rec.candidates))
-    return rec
 
 
 def run_backtest(
@@ -251,20 +96,21 @@ def run_backtest(
 
     Args:
         log_: the whole event log (the split cuts it).
-        request: task, protocol, cutoff, horizon, exclude_seen, output folder.
+        request: family, protocol, cutoff, horizon, exclude_seen, output folder.
         params: params.yaml (model, trainer and evaluation sections).
         work_dir: checkpoints of the deep models (a killed backtest resumes from them).
         tracker: MLflow, or None to write files only.
-        models: override the (role, model) list (tests); by default the task's model and baselines.
+        models: override the (role, model) list (tests); by default the family's model and baselines.
 
     Returns:
         One report per model, the model first.
     """
-    request.check()
+    chosen_family = family(request.family)
+    chosen_family.check(request)
     fingerprint = log_.fingerprint()
-    split = make_split(log_, request)
-    key = f"{request.task}-{request.protocol}-{fingerprint}-{request.as_of}-{request.horizon_days}"
-    chosen = (models or (return_models if request.task == "return" else rec_models))(params, work_dir / key)
+    split = chosen_family.split(log_, request)
+    key = f"{request.family}-{request.protocol}-{fingerprint}-{request.as_of}-{request.horizon_days}"
+    chosen = (models or chosen_family.models)(params, work_dir / key)
     fields = protocol_fields(request, fingerprint, params)
     reports = []
     for role, model in chosen:
@@ -274,10 +120,8 @@ def run_backtest(
         folder.mkdir(parents=True, exist_ok=True)
         log.info("backtest: fitting %s", model.name)
         started = time.perf_counter()
-        if request.task == "return":
-            metrics, frame, figures = evaluate_return(split, model, folder)
-        else:
-            metrics, frame, figures = evaluate_rec(split, model, folder, params.evaluation.ks)
+        scored, figures = chosen_family.evaluate(split, model, folder, params)
+        metrics = scored.metrics
         seconds = time.perf_counter() - started
         fit_result = getattr(model, "fit_result", None)
         per_epoch = fit_result.seconds_per_epoch if fit_result else None
@@ -285,9 +129,12 @@ def run_backtest(
             continue
         written = {**metrics, **fields, "model": model.name, "role": role, "fit_seconds": round(seconds, 2)}
         written |= tuning_fields(model)
-        if per_epoch is not None:
-            written |= {"seconds_per_epoch": round(per_epoch, 3), "epochs": fit_result.epochs}
-        write_files(folder, request, written, frame)
+        if fit_result is not None:
+            written |= {
+                "seconds_per_epoch": round(fit_result.seconds_per_epoch, 3),
+                "epochs": fit_result.epochs,
+            }
+        write_files(folder, request, written, scored.rows)
         run_id = None
         if tracker is not None:
             run_id, _ = track(
@@ -309,12 +156,7 @@ def run_tags(
     request: BacktestRequest, fingerprint: str, params: Params, role: str
 ) -> tuple[RunTags, dict[str, Any]]:
     """The comparable tags of a run, and the parameter sections it used (hashed into the tags)."""
-    sections = (
-        {"training", "return_model", "features"}
-        if request.task == "return"
-        else {"training", "recommender", "evaluation"}
-    )
-    used = params.model_dump(include=sections)
+    used = params_sections(params, family(request.family).params_sections)
     tags = RunTags(
         dataset=request.dataset,
         data_fingerprint=fingerprint,
@@ -347,9 +189,9 @@ def track(
         The run id and the registered model version (None when no model is logged).
     """
     tags, used = run_tags(request, fingerprint, params, role)
-    family = request.task
+    chosen_family: ModelFamily = family(request.family)
     version = None
-    with tracker.run(family, f"{kind}-{model.name}", tags) as run_id:
+    with tracker.run(chosen_family.experiment, f"{kind}-{model.name}", tags) as run_id:
         tracker.mlflow.set_tag("kind", kind)
         tracker.log_params({"model": model.name, "exclude_seen": request.exclude_seen, **used})
         tracker.log_metrics({**metrics, "fit_seconds": seconds})
@@ -366,7 +208,7 @@ def track(
             )
         for figure in figures:
             tracker.mlflow.log_artifact(str(figure), artifact_path="plots")
-        for name in ("metrics.json", "churn_scores.csv" if family == "return" else "recommendations.csv"):
+        for name in ("metrics.json", chosen_family.scores_file):
             tracker.mlflow.log_artifact(str(folder / name), artifact_path="backtest")
         if log_model is not None:
             version = log_model(tracker)

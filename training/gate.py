@@ -12,27 +12,16 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
+from feature_store.events import read_event_log
 from retention.params import GateParams, Params
 from retention.settings import Settings
 from training import registry
-from training.backtest import make_split, rec_models, return_models
-from training.data import EventLog, read_event_log
-from training.protocol import (
-    RecSplit,
-    ReturnSplit,
-    aligned_scores,
-    ranking_metrics,
-    recommend,
-    return_metrics,
-)
+from training.families import ModelFamily, family
 
 log = logging.getLogger("retention.gate")
 
@@ -41,85 +30,12 @@ class GateError(RuntimeError):
     """The gate cannot run (no challenger, no data)."""
 
 
-def load_native(tracking_uri: str, name: str, version: str) -> Any:
-    """The native model (`ReturnModel` / `SASRecRecommender`) of a registered version."""
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri)
-    return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().model
-
-
-class HistoryScorer:
-    """A fitted recommender scored from a split's history, over the split's candidates.
-
-    Candidates the model was not fitted on (new products) get the lowest score.
-    """
-
-    def __init__(self, model: Any, history: EventLog, candidates: np.ndarray) -> None:
-        self.model, self.history, self.name = model, history, getattr(model, "name", "model")
-        own = pd.Index(model.index.ids)
-        self.columns = own.get_indexer(candidates)
-        self.n_candidates = len(candidates)
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        own = self.model.score_history(self.history, users)
-        out = np.full((len(users), self.n_candidates), np.float32(np.finfo(np.float32).min))
-        known = self.columns >= 0
-        out[:, known] = own[:, self.columns[known]]
-        return out
-
-
-def _sanity(scores: np.ndarray, seconds: float, n: int, params: Params) -> dict[str, Any]:
-    finite = np.isfinite(scores)
-    spread = float(np.std(scores[finite])) if finite.any() else 0.0
-    latency = 1000.0 * seconds / max(n, 1)
-    checks = {
-        "finite": bool(finite.all()),
-        "score_std": spread,
-        "non_degenerate": spread >= params.promotion.min_score_std,
-        "latency_ms_per_customer": latency,
-        "fast_enough": latency <= params.promotion.max_latency_ms,
-    }
-    return checks
-
-
-def evaluate_version(model: Any, split: ReturnSplit | RecSplit, params: Params) -> dict[str, Any]:
-    """The holdout metrics and sanity checks of a fitted model (nothing is refitted)."""
-    started = time.perf_counter()
-    if isinstance(split, ReturnSplit):
-        scores = model.predict(split.history, split.as_of, split.horizon_days)
-        seconds = time.perf_counter() - started
-        raw = scores["p_return"].to_numpy(dtype=float)
-        checks = _sanity(raw, seconds, len(raw), params)
-        if not checks["finite"]:
-            return {"checks": checks}
-        return {"metrics": return_metrics(split.returned, aligned_scores(split, scores)), "checks": checks}
-    scorer = HistoryScorer(model, split.history, split.candidates)
-    probe = scorer.score(split.users[: params.promotion.latency_customers])
-    seconds = time.perf_counter() - started
-    checks = _sanity(probe, seconds, len(probe), params)
-    recommendations = recommend(split, scorer, max(params.evaluation.ks))
-    return {"metrics": ranking_metrics(split, recommendations, params.evaluation.ks), "checks": checks}
-
-
-def baseline_metrics(
-    kind: str, split: ReturnSplit | RecSplit, params: Params, work_dir: Path
-) -> dict[str, Any]:
-    """Each baseline fitted and scored on the holdout split: {name: metrics}."""
-    out: dict[str, Any] = {}
-    chosen = return_models(params, work_dir) if kind == "return" else rec_models(params, work_dir)
-    for role, model in chosen:
-        if role != "baseline":
-            continue
-        if isinstance(split, ReturnSplit):
-            model.fit(split.history, split.as_of, split.horizon_days)
-            scores = model.predict(split.history, split.as_of, split.horizon_days)
-            out[model.name] = return_metrics(split.returned, aligned_scores(split, scores))
-        else:
-            model.fit(split.history, split.candidates)
-            out[model.name] = ranking_metrics(
-                split, recommend(split, model, max(params.evaluation.ks)), params.evaluation.ks
-            )
+def baseline_metrics(chosen: ModelFamily, split: Any, params: Params) -> dict[str, dict[str, float]]:
+    """Each baseline of the family fitted and scored on the holdout split: {name: metrics}."""
+    out = {}
+    for baseline in chosen.baselines(params):
+        chosen.fit(split, baseline, params)
+        out[baseline.name] = chosen.score(split, baseline, params).metrics
     return out
 
 
@@ -183,7 +99,7 @@ def run_gate(
     engine: Engine,
     settings: Settings,
     params: Params,
-    kind: str,
+    family_name: str,
     version: str | None = None,
     as_of: pd.Timestamp | None = None,
 ) -> registry.Decision:
@@ -193,7 +109,7 @@ def run_gate(
         engine: the platform database (holdout data and the audit table).
         settings: the MLflow tracking URI.
         params: params.yaml (`promotion` rules).
-        kind: "return" or "recommender".
+        family_name: a registered model family (`training.families`).
         version: the version to decide on (default: the `challenger` alias).
         as_of: end of the holdout window (default: midnight after the last warehouse event).
 
@@ -202,13 +118,16 @@ def run_gate(
     """
     from mlflow import MlflowClient
 
-    from training.train import holdout_request
+    from training.train import holdout_end
 
+    chosen = family(family_name)
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-    name = registry.registered_name(kind)
+    name = chosen.registered_name
     version = version or registry.alias_version(client, name, registry.CHALLENGER)
     if version is None:
-        raise GateError(f"{name} has no challenger: train a model first (`retention train --model {kind}`)")
+        raise GateError(
+            f"{name} has no challenger: train a model first (`retention train --model {chosen.name}`)"
+        )
     recorded = registry.decision_of(client, name, version)
     if recorded is not None:
         log.info("%s version %s was decided before: %s", name, version, recorded.action)
@@ -217,17 +136,18 @@ def run_gate(
     if champion_version == version:  # e.g. promoted by hand before the gate ran: nothing to decide
         return registry.Decision(name, version, "unchanged", version, version, "already the champion", "gate")
     event_log = read_event_log(engine, "warehouse", before=as_of)
-    request = holdout_request(kind, event_log, params, as_of, settings.home / "gate")
-    split = make_split(event_log, request)
-    challenger = evaluate_version(load_native(settings.mlflow_tracking_uri, name, version), split, params)
+    request = chosen.holdout_request(holdout_end(event_log, as_of), params, settings.home / "gate")
+    split = chosen.split(event_log, request)
+    native = registry.load_native(settings.mlflow_tracking_uri, name, version)
+    challenger = chosen.evaluate_fitted(split, native, params)
     champion = None
     baselines: dict[str, Any] = {}
     if champion_version is not None:
-        native = load_native(settings.mlflow_tracking_uri, name, champion_version)
-        champion = evaluate_version(native, split, params)
+        native = registry.load_native(settings.mlflow_tracking_uri, name, champion_version)
+        champion = chosen.evaluate_fitted(split, native, params)
     else:
-        baselines = baseline_metrics(kind, split, params, settings.home / "gate" / "baselines")
-    promote, reason = decide(params.promotion.for_kind(kind), challenger, champion, baselines)
+        baselines = baseline_metrics(chosen, split, params)
+    promote, reason = decide(params.promotion.for_family(chosen.name), challenger, champion, baselines)
     metrics = {"challenger": challenger.get("metrics", {}), "challenger_checks": challenger["checks"]}
     if champion is not None:
         metrics |= {"champion": champion.get("metrics", {}), "champion_version": champion_version}

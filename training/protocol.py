@@ -14,11 +14,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from training.data import EventLog
+from feature_store.events import EventLog
+from training.scoring import top_k
 
 PURCHASE = "purchase"
 PROBABILITY_CLIP = 1e-6  # log loss clips probabilities to [1e-6, 1 - 1e-6] (EVALUATION.md)
 SplitProtocol = Literal["temporal", "leave-last"]
+SPLIT_PROTOCOLS: dict[str, SplitProtocol] = {"temporal": "temporal", "leave-last": "leave-last"}  # by name
 
 
 class ProtocolError(ValueError):
@@ -175,7 +177,8 @@ def _finish(
     history: EventLog,
     truth_events: pd.DataFrame,
     exclude_seen: bool,
-    **window: object,
+    as_of: pd.Timestamp | None = None,
+    horizon_days: int | None = None,
 ) -> RecSplit:
     truth_by_user = _items_by_user(truth_events)
     seen_by_user = _items_by_user(history.events)
@@ -197,8 +200,9 @@ def _finish(
         truth,
         seen,
         exclude_seen,
-        **window,
-    )  # type: ignore[arg-type]
+        as_of,
+        horizon_days,
+    )
 
 
 def temporal_split(log: EventLog, as_of: pd.Timestamp, horizon_days: int, exclude_seen: bool) -> RecSplit:
@@ -245,7 +249,15 @@ class Recommender(Protocol):
     def score(self, users: np.ndarray) -> np.ndarray: ...
 
 
-def recommend(split: RecSplit, model: Recommender, k: int, batch_users: int = 1024) -> pd.DataFrame:
+class CandidateScorer(Protocol):
+    """What `recommend` needs of a fitted recommender: a name and scores over the candidates."""
+
+    name: str
+
+    def score(self, users: np.ndarray) -> np.ndarray: ...
+
+
+def recommend(split: RecSplit, model: CandidateScorer, k: int, batch_users: int = 1024) -> pd.DataFrame:
     """Top-k of every test user over the full candidate set (seen items masked if `exclude_seen`).
 
     Args:
@@ -272,9 +284,7 @@ def recommend(split: RecSplit, model: Recommender, k: int, batch_users: int = 10
             for row, seen in enumerate(split.seen[start : start + len(users)]):
                 columns = index.get_indexer(list(seen))
                 scores[row, columns[columns >= 0]] = -np.inf
-        top = min(k, len(index))
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :top]
-        taken = np.take_along_axis(scores, order, axis=1)
+        order, taken = top_k(scores, k)
         keep = np.isfinite(taken) | (not split.exclude_seen)
         rows, ranks = np.nonzero(keep)
         parts.append(

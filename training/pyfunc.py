@@ -12,6 +12,8 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd
 
+from training.scoring import recommend_inputs
+
 
 class _Wrapper(mlflow.pyfunc.PythonModel):
     def __init__(self, model: Any = None) -> None:
@@ -68,4 +70,4 @@ class RecommenderPyfunc(_Wrapper):
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         k = int((params or {}).get("k", self.k))
-        return self._model.recommend_inputs(model_input, k)
+        return recommend_inputs(self._model, model_input, k)

@@ -21,12 +21,11 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from retention.clock import utc_now
 from retention.db.platform import ModelDecision, ModelLock
-from retention.db.shop import utc_now
 
 log = logging.getLogger("retention.registry")
 CHAMPION, CHALLENGER = "champion", "challenger"
-REGISTERED_NAMES = {"return": "retention-return", "recommender": "retention-recommender"}
 TAG_PREFIX = "gate."
 MAX_TAG_CHARS = 5000  # MLflow's limit on a tag value
 
@@ -53,12 +52,12 @@ class Decision:
         return self.champion_after == self.version and self.action != "rejected"
 
 
-def registered_name(kind: str) -> str:
-    """The registered model of "return" or "recommender"."""
-    try:
-        return REGISTERED_NAMES[kind]
-    except KeyError:
-        raise RegistryError(f"unknown model {kind!r}; expected one of {sorted(REGISTERED_NAMES)}") from None
+def load_native(tracking_uri: str, name: str, version: str) -> Any:
+    """The native model (`ReturnModel`, `SASRecRecommender`) behind a registered version's pyfunc."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().model
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -132,7 +131,7 @@ def _tag(client: MlflowClient, name: str, version: str, decision: Decision) -> N
         if isinstance(metrics, dict):
             tags.update(
                 {
-                    f"{side}.{k.replace('@', '_at_')}": v
+                    f"{side}.{k.replace('@', '_at_')}": str(v)
                     for k, v in metrics.items()
                     if isinstance(v, int | float)
                 }

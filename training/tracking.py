@@ -19,11 +19,6 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("retention.training")
-EXPERIMENTS = {
-    "return": "retention-return",
-    "rec": "retention-recommender",
-    "campaign": "retention-campaigns",
-}
 AIRFLOW_RUN_ENV = "AIRFLOW_CTX_DAG_RUN_ID"  # set by Airflow in every task process
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter value
 
@@ -34,7 +29,7 @@ def metric_name(name: str) -> str:
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested parameters as dotted keys with string values (`return_model.batch_size`)."""
+    """Nested parameters as dotted keys with string values (`return.batch_size`)."""
     flat: dict[str, str] = {}
     for key, value in values.items():
         name = f"{prefix}{key}"
@@ -105,9 +100,8 @@ class Tracker:
         self.artifact_root = artifact_root
         self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
 
-    def experiment_id(self, family: str) -> str:
-        """The family's experiment, created on first use with artifacts under `artifact_root`."""
-        name = EXPERIMENTS[family]
+    def experiment_id(self, name: str) -> str:
+        """The experiment called `name`, created on first use with artifacts under `artifact_root`."""
         found = self.client.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
@@ -115,23 +109,23 @@ class Tracker:
         return self.client.create_experiment(name, artifact_location=location)
 
     @contextmanager
-    def run(self, family: str, run_name: str, tags: RunTags) -> Iterator[str]:
-        """Start a run in the family's experiment; yields its run id."""
+    def run(self, experiment: str, run_name: str, tags: RunTags) -> Iterator[str]:
+        """Start a run in `experiment` (a family's, or the campaigns'); yields its run id."""
         self.mlflow.set_tracking_uri(self.tracking_uri)
         with self.mlflow.start_run(
-            experiment_id=self.experiment_id(family), run_name=run_name, tags=tags.as_dict()
+            experiment_id=self.experiment_id(experiment), run_name=run_name, tags=tags.as_dict()
         ) as active:
             yield active.info.run_id
 
     def find_registered(
-        self, family: str, registered_name: str, tags: Mapping[str, str]
+        self, experiment: str, registered_name: str, tags: Mapping[str, str]
     ) -> tuple[str, str] | None:
-        """The newest finished run of `family` whose tags all equal `tags` and that registered a version.
+        """The newest finished run of `experiment` whose tags all equal `tags` and that registered a version.
 
         Returns:
             (run_id, version), or None.
         """
-        found = self.client.get_experiment_by_name(EXPERIMENTS[family])
+        found = self.client.get_experiment_by_name(experiment)
         if found is None:
             return None
         query = " and ".join(f"tags.{key} = '{value}'" for key, value in tags.items())

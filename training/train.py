@@ -14,32 +14,20 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
 
 import pandas as pd
 from sqlalchemy import Engine
 
+from feature_store.events import EventLog, Source, read_event_log
 from retention.params import Params
 from retention.settings import Settings
-from training.backtest import (
-    BacktestRequest,
-    evaluate_rec,
-    evaluate_return,
-    make_split,
-    protocol_fields,
-    run_tags,
-    track,
-    tuning_fields,
-    write_files,
-)
-from training.data import EventLog, Source, read_event_log
-from training.registry import REGISTERED_NAMES, set_challenger
+from training.backtest import protocol_fields, run_tags, track, tuning_fields, write_files
+from training.families import family
+from training.registry import set_challenger
 from training.tracking import Tracker
 from training.trainer import is_primary
 
 log = logging.getLogger("retention.training")
-ModelKind = Literal["return", "recommender"]
-INPUT_EXAMPLE_ROWS = 5
 
 
 @dataclass(frozen=True)
@@ -66,28 +54,6 @@ def holdout_end(event_log: EventLog, as_of: datetime | None) -> pd.Timestamp:
     return pd.Timestamp(as_of) if as_of else default_as_of(event_log.events["ts"].max())
 
 
-def holdout_request(
-    kind: str,
-    event_log: EventLog,
-    params: Params,
-    as_of: datetime | None,
-    out: Path,
-    source: Source = "warehouse",
-) -> BacktestRequest:
-    """The most recent evaluation window of a model kind (used by `train` and by the promotion gate).
-
-    The return model is scored at as-of - H on the last H days (features.horizon_days); the
-    recommender leave-last with the configured `exclude_seen`.
-    """
-    end = holdout_end(event_log, as_of)
-    if kind == "return":
-        horizon = params.features.horizon_days
-        return BacktestRequest(
-            "return", "temporal", end - pd.Timedelta(days=horizon), horizon, False, out, source
-        )
-    return BacktestRequest("rec", "leave-last", None, None, params.evaluation.exclude_seen, out, source)
-
-
 def tracker_for(settings: Settings) -> Tracker:
     """The MLflow service of these settings (artifacts under RETENTION_HOME/mlartifacts)."""
     return Tracker(settings.mlflow_tracking_uri, settings.home / "mlartifacts")
@@ -97,68 +63,62 @@ def train_model(
     engine: Engine,
     settings: Settings,
     params: Params,
-    kind: ModelKind,
+    family_name: str,
     as_of: datetime | None = None,
     source: Source = "warehouse",
 ) -> TrainResult:
-    """Fit, evaluate, track and register one model.
+    """Fit, evaluate, track and register one model family's model.
 
     Args:
         engine: the platform database.
         settings: home (checkpoints, outputs) and the MLflow tracking URI.
         params: params.yaml.
-        kind: "return" or "recommender".
+        family_name: a registered model family (`training.families`).
         as_of: nothing at or after it is read (default: midnight after the last event).
         source: "warehouse" (validated tables, what the DAG uses) or "shop".
 
     Returns:
         The run id, registered version and test metrics.
     """
-    from training.churn import ReturnModel
-    from training.pyfunc import RecommenderPyfunc, ReturnPyfunc
-    from training.recommender import SASRecRecommender
-
+    chosen = family(family_name)
     event_log = read_event_log(engine, source, before=as_of)
     as_of_ts = holdout_end(event_log, as_of)
     stamp = as_of_ts.strftime("%Y%m%d")
     folder = (
-        settings.home / "models" / kind / stamp if is_primary() else Path(tempfile.mkdtemp(prefix="rank-"))
+        settings.home / "models" / chosen.name / stamp
+        if is_primary()
+        else Path(tempfile.mkdtemp(prefix="rank-"))
     )
-    request = holdout_request(kind, event_log, params, as_of_ts, folder, source)
+    request = chosen.holdout_request(as_of_ts, params, folder, source)
     fingerprint = event_log.fingerprint()
-    work_dir = settings.home / "runs" / "train" / kind / f"{stamp}-{fingerprint}"
-    request.check()
+    work_dir = settings.home / "runs" / "train" / chosen.name / f"{stamp}-{fingerprint}"
+    chosen.check(request)
     tracker = tracker_for(settings)
-    registered = REGISTERED_NAMES[kind]
+    registered = chosen.registered_name
     tags, _ = run_tags(request, fingerprint, params, "model")
     identity = {k: v for k, v in tags.as_dict().items() if k != "airflow_run_id"} | {"kind": "train"}
-    previous = tracker.find_registered(request.task, registered, identity)
+    previous = tracker.find_registered(chosen.experiment, registered, identity)
     if previous is not None:  # same data, parameters and code: training again would add nothing
-        run_id, version = previous
-        metrics = dict(tracker.client.get_run(run_id).data.metrics)
+        reused_run, reused_version = previous
+        run = tracker.client.get_run(reused_run)
         log.info(
             "train %s: reusing run %s (%s version %s): same data and parameters",
-            kind,
-            run_id,
+            chosen.name,
+            reused_run,
             registered,
-            version,
+            reused_version,
         )
-        name = ReturnModel.name if kind == "return" else SASRecRecommender.name
-        return TrainResult(name, run_id, registered, version, metrics, as_of_ts, folder, reused=True)
+        name = run.data.params["model"]
+        return TrainResult(
+            name, reused_run, registered, reused_version, dict(run.data.metrics), as_of_ts, folder, reused=True
+        )
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    model: Any
-    split: Any = make_split(event_log, request)
-    if kind == "return":
-        model = ReturnModel(params, work_dir)
-        metrics, frame, figures = evaluate_return(split, model, folder)
-        example = model.inputs(split.history, split.as_of).head(INPUT_EXAMPLE_ROWS)
-        wrapper: Any = ReturnPyfunc(model)
-    else:
-        model = SASRecRecommender(params, work_dir)
-        metrics, frame, figures = evaluate_rec(split, model, folder, params.evaluation.ks)
-        example = model.inputs(split.history, split.users[:INPUT_EXAMPLE_ROWS])
-        wrapper = RecommenderPyfunc(model, k=max(params.evaluation.ks))
+    split = chosen.split(event_log, request)
+    model = chosen.model(params, work_dir)
+    scored, figures = chosen.evaluate(split, model, folder, params)
+    metrics = scored.metrics
+    wrapper, example = chosen.registered_form(model, split, params)
     seconds = time.perf_counter() - started
     if not is_primary():  # another DDP rank: it trained alongside; rank 0 writes, logs and registers
         return TrainResult(model.name, "", registered, "", metrics, as_of_ts, folder)
@@ -171,7 +131,7 @@ def train_model(
             "model": model.name,
             **tuning_fields(model),
         },
-        frame,
+        scored.rows,
     )
     model_dir = folder / "model"
     model.save(model_dir)
@@ -194,5 +154,5 @@ def train_model(
         log_model=log_model,
     )
     set_challenger(tracker.client, registered, str(version))
-    log.info("train %s: run %s, %s version %s (alias challenger)", kind, run_id, registered, version)
+    log.info("train %s: run %s, %s version %s (alias challenger)", chosen.name, run_id, registered, version)
     return TrainResult(model.name, run_id, registered, str(version), metrics, as_of_ts, folder)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from statistics import NormalDist
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,11 @@ from pipelines.extract.publish import data_end
 from retention.db.warehouse import WAREHOUSE
 from retention.settings import Settings
 
+if TYPE_CHECKING:  # mlflow is imported lazily: it is slow to import
+    from mlflow.entities import Metric, Param
+
 log = logging.getLogger("retention.campaigns")
+CAMPAIGN_EXPERIMENT = "retention-campaigns"  # MLflow experiment of the measured lifts
 
 
 def lift_estimate(treated: np.ndarray, control: np.ndarray, confidence: float) -> dict[str, Any]:
@@ -93,10 +97,10 @@ def measure_lift(engine: Engine, campaign_id: str, confidence: float) -> dict[st
 
 def log_lift(settings: Settings, campaign: dict[str, Any], lift: dict[str, Any]) -> str:
     """Log a measured lift as a run of the `retention-campaigns` experiment (once per campaign)."""
-    from training.tracking import EXPERIMENTS, Tracker
+    from training.tracking import Tracker
 
     tracker = Tracker(settings.mlflow_tracking_uri, settings.home / "mlartifacts")
-    experiment = tracker.experiment_id("campaign")
+    experiment = tracker.experiment_id(CAMPAIGN_EXPERIMENT)
     found = tracker.client.search_runs(
         [experiment], filter_string=f"tags.campaign_id = '{campaign['campaign_id']}'", max_results=1
     )
@@ -116,11 +120,11 @@ def log_lift(settings: Settings, campaign: dict[str, Any], lift: dict[str, Any])
         params=[_param("horizon_days", campaign["horizon_days"]), _param("n_targets", campaign["n_targets"])],
     )
     tracker.client.set_terminated(run.info.run_id)
-    log.info("%s: lift logged to MLflow experiment %s", campaign["campaign_id"], EXPERIMENTS["campaign"])
+    log.info("%s: lift logged to MLflow experiment %s", campaign["campaign_id"], CAMPAIGN_EXPERIMENT)
     return run.info.run_id
 
 
-def _metric(key: str, value: float):  # noqa: ANN202
+def _metric(key: str, value: float) -> Metric:
     import time
 
     from mlflow.entities import Metric
@@ -128,7 +132,7 @@ def _metric(key: str, value: float):  # noqa: ANN202
     return Metric(key, value, int(time.time() * 1000), 0)
 
 
-def _param(key: str, value: Any):  # noqa: ANN202
+def _param(key: str, value: object) -> Param:
     from mlflow.entities import Param
 
     return Param(key, str(value))

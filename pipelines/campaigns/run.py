@@ -28,7 +28,7 @@ from pipelines.campaigns.score import (
     score_customers,
 )
 from pipelines.campaigns.select import CONTROL, TREATMENT, campaign_id, select_targets
-from pipelines.campaigns.states import current_states
+from pipelines.campaigns.state_cache import current_states
 from pipelines.campaigns.store import (
     TARGET_COLUMNS,
     CampaignNotFound,
@@ -39,10 +39,10 @@ from pipelines.campaigns.store import (
 )
 from pipelines.campaigns.suite import SUITE_NAME, suite_parameters, validation_frame
 from pipelines.extract.publish import data_end
-from pipelines.extract.run import naive_utc, session
 from retention.atomic import atomic_path
+from retention.clock import naive_utc, utc_now
+from retention.context import platform_session
 from retention.db.platform import Campaign, CampaignTarget
-from retention.db.shop import utc_now
 from retention.params import CampaignParams
 from retention.settings import Settings
 
@@ -113,11 +113,11 @@ def recently_treated(engine: Engine, as_of: pd.Timestamp, days: int, other_than:
 def build(as_of: datetime, settings: Settings | None = None) -> Path:
     """Score, select and stage the campaign as of `as_of`; returns the staging folder."""
     from feature_store.checks import checked_features
+    from feature_store.events import read_event_log
     from retention.quality import QualityService
-    from training.data import read_event_log
-    from training.registry import REGISTERED_NAMES
+    from training.families import family
 
-    with session(settings) as (settings, params, engine):
+    with platform_session(settings) as (settings, params, engine):
         config = params.campaign
         when = pd.Timestamp(naive_utc(as_of))
         check_freshness(engine, when, config)
@@ -133,7 +133,7 @@ def build(as_of: datetime, settings: Settings | None = None) -> Path:
         states = current_states(
             settings,
             champions.recommender,
-            REGISTERED_NAMES["recommender"],
+            family("recommender").registered_name,
             champions.recommender_version,
             history,
             when,
@@ -197,7 +197,7 @@ def validate(folder: Path, settings: Settings | None = None) -> dict[str, Any]:
     """
     from retention.quality import QualityService
 
-    with session(settings) as (settings, params, engine):
+    with platform_session(settings) as (settings, params, engine):
         targets, meta = read_staged(folder)
         contacts = customer_contacts(engine, targets["customer_id"].tolist())
         consent = (
@@ -254,7 +254,7 @@ def publish(folder: Path, settings: Settings | None = None) -> dict[str, Any]:
     Raises:
         CampaignRejected: the list was not validated, failed, or changed since validation.
     """
-    with session(settings) as (settings, _params, engine):
+    with platform_session(settings) as (settings, _params, engine):
         targets, meta = read_staged(folder)
         campaign = meta["campaign_id"]
         checked = folder / VALIDATION_FILE
@@ -312,7 +312,7 @@ def export(campaign: str, fmt: str, out: Path, settings: Settings | None = None)
     """Write a published campaign's marketing export to `out` (atomically)."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"--format must be one of {', '.join(EXPORT_FORMATS)} (got {fmt!r})")
-    with session(settings) as (_settings, _params, engine):
+    with platform_session(settings) as (_settings, _params, engine):
         frame = export_frame(engine, campaign)
     _write_export(frame, fmt, out)
     return out
@@ -320,7 +320,7 @@ def export(campaign: str, fmt: str, out: Path, settings: Settings | None = None)
 
 def measure_lifts(settings: Settings | None = None) -> list[str]:
     """Measure (and log to MLflow) the lift of every campaign whose horizon has passed."""
-    with session(settings) as (settings, params, engine):
+    with platform_session(settings) as (settings, params, engine):
         return measure_due(engine, settings, params.campaign.lift_confidence)
 
 

@@ -7,15 +7,12 @@ The champions are loaded by alias from the MLflow registry, so a promotion chang
 campaign uses without any code or configuration change. Recommendations are the champion
 recommender's top-K over the full catalogue, restricted to active products the customer has not
 bought within `recent_purchase_days`, ranked from the customers' materialised states (one matrix
-multiply and top-k per batch; see `pipelines/campaigns/states.py`).
+multiply and top-k per batch; see `pipelines/campaigns/state_cache.py` and `training/scoring.py`).
 """
 
 from __future__ import annotations
 
-import gc
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,15 +20,15 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
 
+from feature_store.events import EventLog
 from pipelines.campaigns.store import customer_contacts
 from retention.db.warehouse import WAREHOUSE
 from retention.params import Params
 from retention.settings import Settings
-from training.data import EventLog
-from training.recommender.states import CustomerStates, StateScorer, positions
+from training.recommender.customer_states import CustomerStates, positions
+from training.scoring import churn_scores, recommend_states
 
 log = logging.getLogger("retention.campaigns")
-SCORE_BATCH = 4096  # customers per score matrix (bounds memory: batch x catalogue floats)
 
 
 class CampaignError(RuntimeError):
@@ -49,11 +46,11 @@ class Champions:
 
     @property
     def versions(self) -> dict[str, str]:
-        from training.registry import REGISTERED_NAMES
+        from training.families import family
 
         return {
-            REGISTERED_NAMES["return"]: self.return_version,
-            REGISTERED_NAMES["recommender"]: self.recommender_version,
+            family("return").registered_name: self.return_version,
+            family("recommender").registered_name: self.recommender_version,
         }
 
 
@@ -65,12 +62,13 @@ def load_champions(settings: Settings) -> Champions:
     """
     from mlflow import MlflowClient
 
-    from training.gate import load_native
-    from training.registry import CHAMPION, REGISTERED_NAMES, alias_version
+    from training.families import FAMILIES
+    from training.registry import CHAMPION, alias_version, load_native
 
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     found: dict[str, tuple[Any, str]] = {}
-    for kind, name in REGISTERED_NAMES.items():
+    for kind, chosen in FAMILIES.items():
+        name = chosen.registered_name
         version = alias_version(client, name, CHAMPION)
         if version is None:
             raise CampaignError(
@@ -78,20 +76,6 @@ def load_champions(settings: Settings) -> Champions:
             )
         found[kind] = (load_native(settings.mlflow_tracking_uri, name, version), version)
     return Champions(found["return"][0], found["return"][1], found["recommender"][0], found["recommender"][1])
-
-
-def churn_scores(model: Any, history: EventLog, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
-    """customer_id, p_churn = 1 - P(return within H), reasons (list of feature names)."""
-    scored = model.predict(history, as_of, horizon_days)
-    reason_columns = [c for c in scored.columns if c.startswith("reason_")]
-    reasons = scored[reason_columns].apply(lambda row: [r for r in row if isinstance(r, str)], axis=1)
-    return pd.DataFrame(
-        {
-            "customer_id": scored["customer_id"].astype(str),
-            "p_churn": 1.0 - scored["p_return"].to_numpy(dtype=float),
-            "reasons": reasons.to_numpy() if len(scored) else [],
-        }
-    )
 
 
 def active_products(engine: Engine) -> set[str]:
@@ -128,9 +112,9 @@ def recommend_products(
 ) -> list[list[str]]:
     """Top-k product ids per customer (best first) over the full catalogue.
 
-    Scores come from the customers' materialised states (`pipelines.campaigns.states`): one matrix
-    multiply and top-k per batch. Products outside `active` and those the customer bought within
-    `recent_purchase_days` are masked.
+    Scores come from the customers' materialised states (`pipelines.campaigns.state_cache`): one
+    matrix multiply and top-k per batch (`training.scoring.recommend_states`). Products outside
+    `active` and those the customer bought within `recent_purchase_days` are masked.
 
     Args:
         model: the recommender the states belong to.
@@ -142,40 +126,9 @@ def recommend_products(
         recent_purchase_days: how far back a purchase excludes its product.
         active: the products on sale.
     """
-    scorer = StateScorer(model, np.isin(model.index.ids, np.array(sorted(active), dtype=str)))
-    vectors, tails = states.take(customer_ids)
-    mask_rows, mask_cols = _recent_purchase_mask(
-        history, customer_ids, model.index.ids, as_of, recent_purchase_days
-    )
-    order = np.argsort(mask_rows, kind="stable")
-    mask_rows, mask_cols = mask_rows[order], mask_cols[order]
-    product_ids = model.index.ids.astype(object)  # Python strings: lists of them build fast
-    out: list[list[str]] = []
-    with _no_gc_pauses():
-        for start in range(0, len(customer_ids), SCORE_BATCH):
-            stop = min(start + SCORE_BATCH, len(customer_ids))
-            first, last = np.searchsorted(mask_rows, [start, stop])
-            excluded = (mask_rows[first:last] - start, mask_cols[first:last])
-            columns, finite = scorer.top_k(vectors[start:stop], tails[start:stop], k, excluded)
-            ids = product_ids[columns]
-            if finite.all():
-                out.extend(ids.tolist())
-            else:
-                out.extend([list(ids[r][finite[r]]) for r in range(len(ids))])
-    return out
-
-
-@contextmanager
-def _no_gc_pauses() -> Iterator[None]:
-    """Pause the cyclic garbage collector: building 100k small lists would trigger it over and
-    over, each pass walking every live object (more time than the lists themselves)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+    allowed = np.isin(model.index.ids, np.array(sorted(active), dtype=str))
+    excluded = _recent_purchase_mask(history, customer_ids, model.index.ids, as_of, recent_purchase_days)
+    return recommend_states(model, states, customer_ids, k, allowed, excluded)
 
 
 def score_customers(

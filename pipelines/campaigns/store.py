@@ -55,7 +55,7 @@ def write_campaign(engine: Engine, campaign: dict[str, Any], targets: pd.DataFra
     missing = sorted(set(CAMPAIGN_COLUMNS) - set(campaign)) + sorted(set(TARGET_COLUMNS) - set(targets))
     if missing:
         raise ValueError(f"campaign write lacks columns {missing}")
-    rows = targets[TARGET_COLUMNS].to_dict("records")
+    rows = targets[TARGET_COLUMNS].to_dict("records", into=dict)
     campaign_id = campaign["campaign_id"]
     with engine.begin() as connection:
         connection.execute(delete(CampaignTarget).where(CampaignTarget.campaign_id == campaign_id))

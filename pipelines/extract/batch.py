@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 from sqlalchemy import Engine, func, select
@@ -27,7 +28,8 @@ from retention.params import ExtractParams
 
 TABLES = tuple(SHOP_MODELS)  # customers, products, orders, events, reviews (reference order)
 MANIFEST = "manifest.json"
-CANONICAL_DTYPE = {
+REPORT = "validation.json"  # the validate step's outcome, beside the staged files
+CANONICAL_DTYPE: dict[str, Literal["bool", "int64", "float64", "datetime64[us]", "str"]] = {
     "bool": "bool",
     "int64": "int64",
     "float64": "float64",
@@ -140,3 +142,29 @@ def read_staged(batch_dir: Path) -> tuple[dict[str, pd.DataFrame], dict]:
         raise FileNotFoundError(f"{batch_dir} is not a staged batch (no {MANIFEST}): run the extract step")
     frames = {name: pd.read_parquet(batch_dir / f"{name}.parquet") for name in TABLES}
     return frames, json.loads(manifest_path.read_text())
+
+
+@dataclass(frozen=True)
+class BatchValidation:
+    """Outcome of validating every table of one batch."""
+
+    batch_id: str
+    success: bool
+    failed: list[str]  # "table: expectation: detail" for each failed critical expectation
+    warnings: list[str]  # likewise for warning-level expectations
+    docs_url: str | None  # the Data Docs page of the first failing table (or of events)
+    events_band: tuple[float, float] | None  # allowed event rows; None when there is too little history
+
+
+def read_report(batch_dir: Path) -> BatchValidation:
+    """The validation outcome stored next to a staged batch.
+
+    Raises:
+        FileNotFoundError: the batch has not been validated.
+    """
+    path = batch_dir / REPORT
+    if not path.exists():
+        raise FileNotFoundError(f"{batch_dir} has not been validated (no {REPORT}): run the validate step")
+    raw = json.loads(path.read_text())
+    raw["events_band"] = tuple(raw["events_band"]) if raw["events_band"] else None
+    return BatchValidation(**raw)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
-from pipelines.extract.batch import TABLES, read_staged
-from retention.db.shop import utc_now
+from pipelines.extract.batch import TABLES, read_report, read_staged
+from retention.clock import utc_now
 from retention.db.warehouse import WAREHOUSE, Batch, Quarantine
 from retention.db.writes import write_frame
 from retention.params import ExtractParams
@@ -37,8 +37,6 @@ def publish(engine: Engine, batch_dir: Path) -> dict[str, int]:
         FileNotFoundError: the batch was not staged or not validated.
         ValueError: its validation failed (a rejected batch is never published).
     """
-    from pipelines.extract.validate import read_report  # validate imports this module
-
     report = read_report(batch_dir)
     if not report.success:
         raise ValueError(f"batch {report.batch_id} failed validation; it cannot be published")

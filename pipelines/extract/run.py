@@ -3,41 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-
-from sqlalchemy import Engine
 
 from pipelines.extract.batch import Interval, extract
 from pipelines.extract.publish import publish
 from pipelines.extract.validate import validate
-from retention.db import create_db_engine, upgrade
-from retention.params import Params, load_params
+from retention.clock import naive_utc
+from retention.context import platform_session
 from retention.quality import QualityService
 from retention.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def naive_utc(moment: datetime) -> datetime:
-    """Airflow hands aware datetimes; every timestamp column is naive UTC."""
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
-
-
-@contextmanager
-def session(settings: Settings | None) -> Iterator[tuple[Settings, Params, Engine]]:
-    """Settings (from the environment unless given), validated params and the migrated database."""
-    settings = settings or Settings.from_env()
-    params = load_params(settings.params_path)
-    upgrade(settings.database_url)
-    engine = create_db_engine(settings.database_url)
-    try:
-        yield settings, params, engine
-    finally:
-        engine.dispose()
 
 
 def initial_load_start(requested: str | None, interval_start: datetime) -> datetime:
@@ -56,7 +34,7 @@ def initial_load_start(requested: str | None, interval_start: datetime) -> datet
 
 def task_extract(start: datetime, end: datetime, settings: Settings | None = None) -> str:
     """Stage the interval's batch; returns the batch folder (an XCom-friendly string)."""
-    with session(settings) as (settings, params, engine):
+    with platform_session(settings) as (settings, params, engine):
         interval = Interval(naive_utc(start), naive_utc(end))
         batch_dir = extract(engine, interval, params.extract, settings.staging_dir)
     log.info("extracted batch %s into %s", interval.batch_id, batch_dir)
@@ -65,7 +43,7 @@ def task_extract(start: datetime, end: datetime, settings: Settings | None = Non
 
 def task_validate(batch_dir: str, settings: Settings | None = None) -> dict:
     """Validate a staged batch (raises BatchRejected after quarantining it); returns the outcome."""
-    with session(settings) as (settings, params, engine):
+    with platform_session(settings) as (settings, params, engine):
         outcome = validate(engine, Path(batch_dir), params.extract, QualityService(settings.gx_dir))
     for warning in outcome.warnings:
         log.warning("batch %s: %s", outcome.batch_id, warning)
@@ -74,7 +52,7 @@ def task_validate(batch_dir: str, settings: Settings | None = None) -> dict:
 
 def task_publish(batch_dir: str, settings: Settings | None = None) -> dict[str, int]:
     """Publish a validated batch; returns rows new or changed per warehouse table."""
-    with session(settings) as (_, _, engine):
+    with platform_session(settings) as (_, _, engine):
         changed = publish(engine, Path(batch_dir))
     log.info("published %s: %s", Path(batch_dir).name, changed)
     return changed

@@ -11,10 +11,11 @@ from datetime import datetime
 from typing import Any
 
 import great_expectations.expectations as gxe
+from great_expectations.expectations.metadata_types import FailureSeverity
 from great_expectations.expectations.row_conditions import Column
 from sqlalchemy import Boolean, Date, DateTime, Float, Integer, String, Text
 
-from retention.db.models import EVENT_TYPES
+from retention.contract import EVENT_TYPES
 from retention.db.warehouse import FACT_TIME, SHOP_MODELS
 from retention.params import ExtractParams
 
@@ -86,8 +87,11 @@ def _facts(table: str) -> list[Any]:
     return expectations
 
 
+WARNING = FailureSeverity.WARNING  # GX would coerce the string "warning"; its signature wants the enum
+
+
 def build_suites() -> dict[str, list[Any]]:
-    """Every extraction suite by name; critical unless marked `severity="warning"`."""
+    """Every extraction suite by name; critical unless marked `severity=WARNING`."""
     events = [
         *_schema("events"),
         *_facts("events"),
@@ -96,13 +100,13 @@ def build_suites() -> dict[str, list[Any]]:
         gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0, max_value=_param("price_max")),
         gxe.ExpectTableRowCountToBeBetween(min_value=_param("events_min"), max_value=_param("events_max")),
         gxe.ExpectColumnProportionOfNonNullValuesToBeBetween(
-            column="price", min_value=_param("price_non_null_min"), severity="warning"
+            column="price", min_value=_param("price_non_null_min"), severity=WARNING
         ),
         gxe.ExpectColumnProportionOfNonNullValuesToBeBetween(
             column="order_id",
             min_value=_param("order_id_non_null_min"),
             row_condition=Column("event_type") == "purchase",
-            severity="warning",
+            severity=WARNING,
         ),
     ]
     orders = [
@@ -118,12 +122,12 @@ def build_suites() -> dict[str, list[Any]]:
             column="rating", min_value=RATING_RANGE[0], max_value=RATING_RANGE[1]
         ),
         gxe.ExpectColumnProportionOfNonNullValuesToBeBetween(
-            column="text", min_value=_param("review_text_non_null_min"), severity="warning"
+            column="text", min_value=_param("review_text_non_null_min"), severity=WARNING
         ),
     ]
     customers = [
         *_schema("customers"),
-        gxe.ExpectColumnValueLengthsToEqual(column="country", value=COUNTRY_CODE_LENGTH, severity="warning"),
+        gxe.ExpectColumnValueLengthsToEqual(column="country", value=COUNTRY_CODE_LENGTH, severity=WARNING),
     ]
     products = [
         *_schema("products"),
@@ -140,7 +144,10 @@ def build_suites() -> dict[str, list[Any]]:
 
 
 def suite_parameters(
-    params: ExtractParams, window_start: datetime, window_end: datetime, events_band: tuple[float, float]
+    params: ExtractParams,
+    window_start: datetime,
+    window_end: datetime,
+    events_band: tuple[float, float | None],
 ) -> dict[str, Any]:
     """Values of the suites' `$PARAMETER`s for one batch.
 
@@ -148,7 +155,7 @@ def suite_parameters(
         params: the `extract` section of params.yaml.
         window_start: earliest allowed fact timestamp (interval start minus lateness).
         window_end: the interval's end (exclusive).
-        events_band: allowed event rows in the batch (from the trailing median).
+        events_band: allowed event rows in the batch (from the trailing median); no maximum when None.
     """
     shares = params.max_null_share
     return {

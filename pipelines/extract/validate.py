@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import Engine, select
 
-from pipelines.extract.batch import read_staged
+from pipelines.extract.batch import REPORT, BatchValidation, read_staged
 from pipelines.extract.publish import quarantine
 from pipelines.extract.suites import REFERENCES, known_flag, suite_name, suite_parameters
 from retention.atomic import atomic_path
@@ -24,23 +24,9 @@ from retention.db.warehouse import WAREHOUSE, Batch
 from retention.params import ExtractParams
 from retention.quality import QualityService, Report
 
-REPORT = "validation.json"
-
 
 class BatchRejected(RuntimeError):
     """A batch failed critical expectations: it was quarantined and nothing was published."""
-
-
-@dataclass(frozen=True)
-class BatchValidation:
-    """Outcome of validating every table of one batch."""
-
-    batch_id: str
-    success: bool
-    failed: list[str]  # "table: expectation: detail" for each failed critical expectation
-    warnings: list[str]  # likewise for warning-level expectations
-    docs_url: str | None  # the Data Docs page of the first failing table (or of events)
-    events_band: tuple[float, float] | None  # allowed event rows; None when there is too little history
 
 
 def validate(
@@ -86,20 +72,6 @@ def validate(
             f"quarantined (nothing published):\n  {listed}\nGX Data Docs: {outcome.docs_url}"
         )
     return outcome
-
-
-def read_report(batch_dir: Path) -> BatchValidation:
-    """The validation outcome stored next to a staged batch.
-
-    Raises:
-        FileNotFoundError: the batch has not been validated.
-    """
-    path = batch_dir / REPORT
-    if not path.exists():
-        raise FileNotFoundError(f"{batch_dir} has not been validated (no {REPORT}): run the validate step")
-    raw = json.loads(path.read_text())
-    raw["events_band"] = tuple(raw["events_band"]) if raw["events_band"] else None
-    return BatchValidation(**raw)
 
 
 def add_reference_flags(engine: Engine, frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

@@ -17,6 +17,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from pipelines.ingest import readers
+from retention.clock import utc_now
 from retention.contract import (
     EVENT_COLUMNS,
     Checker,
@@ -26,12 +27,13 @@ from retention.contract import (
     validate_products,
     validate_reviews,
 )
-from retention.db.shop import ShopBatch, record_load, utc_now, write_shop_batch
+from retention.db.shop import ShopBatch, record_load, write_shop_batch
 from retention.params import IngestParams
 
 log = logging.getLogger(__name__)
 
 Format = Literal["contract", "cdnow", "movielens"]
+FORMATS: dict[str, Format] = {"contract": "contract", "cdnow": "cdnow", "movielens": "movielens"}  # by name
 SEPARATOR = "\x1f"  # between fields of a row when deriving its key
 
 
@@ -241,7 +243,9 @@ def _row_keys(prefix: str, frame: pd.DataFrame, columns: list[str]) -> list[str]
     """Content-derived keys; identical rows are told apart by their occurrence number."""
     text = frame[columns].astype("string").fillna("")
     occurrence = frame.groupby(columns, dropna=False).cumcount().astype(str)
-    joined = text[columns[0]].str.cat([text[c] for c in columns[1:]] + [occurrence], sep=SEPARATOR)
+    others = [text[c] for c in columns[1:]] + [occurrence]
+    # pandas-stubs type `others` without the list of Series that pandas documents and accepts.
+    joined = text[columns[0]].str.cat(others, sep=SEPARATOR)  # type: ignore[arg-type]
     return [prefix + hashlib.blake2b(s.encode(), digest_size=16).hexdigest() for s in joined]
 
 

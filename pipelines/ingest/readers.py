@@ -114,7 +114,7 @@ def read_movielens_items(path: Path, check: Checker) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "item_id": raw["item_id"],
-            "category": genres.str.split(" ").str[0].replace("", pd.NA),
+            "category": genres.str.split(" ").str[0].replace({"": pd.NA}),
             "title": raw["movie_title"],
             "description": raw["movie_title"]
             + " ("

@@ -7,7 +7,7 @@ independently and the result does not depend on how a period is split into runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,7 +152,15 @@ def simulate_day(world: World, day: int) -> DayBatch:
     return DayBatch(day=day, promo=promo, events=events, orders=orders, reviews=reviews)
 
 
-def _reviews(world, rng, day, customer, product, purchase_time, stamp) -> pd.DataFrame:  # noqa: ANN001
+def _reviews(
+    world: World,
+    rng: np.random.Generator,
+    day: int,
+    customer: np.ndarray,
+    product: np.ndarray,
+    purchase_time: np.ndarray,
+    stamp: Callable[[np.ndarray], np.ndarray],
+) -> pd.DataFrame:
     """Reviews of some purchased lines: rating and text tone both follow latent satisfaction."""
     p = world.params
     reviewed = rng.random(customer.size) < p.review_rate

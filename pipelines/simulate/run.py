@@ -20,8 +20,9 @@ from sqlalchemy import Engine
 from pipelines.simulate.days import simulate_days
 from pipelines.simulate.world import World, build_world, day_date
 from retention.atomic import atomic_path
-from retention.db import create_db_engine, upgrade
-from retention.db.shop import ShopBatch, record_load, utc_now, write_shop_batch
+from retention.clock import utc_now
+from retention.context import open_platform_engine
+from retention.db.shop import ShopBatch, record_load, write_shop_batch
 from retention.params import SimulateParams, load_params
 from retention.settings import Settings
 
@@ -161,8 +162,7 @@ def simulate_interval(start: date, end: date, settings: Settings | None = None) 
     settings = settings or Settings.from_env()
     params = load_params(settings.params_path).simulate
     end = max(end, start + timedelta(days=1))
-    upgrade(settings.database_url)
-    engine = create_db_engine(settings.database_url)
+    engine = open_platform_engine(settings)
     try:
         result = simulate(
             engine, settings.simulator_dir, params, (end - start).days, first_day=(start - params.start).days

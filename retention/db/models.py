@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models of the shop's source schema and of the platform's own tables.
+"""SQLAlchemy 2 models of the shop's source schema (the platform's own tables: platform.py, warehouse.py).
 
 The shop tables (customers, products, events, orders, reviews) are what an e-commerce system
 holds; the platform reads them incrementally. Every shop table carries `updated_at`, the time the
@@ -9,6 +9,7 @@ an id is never assumed to be an integer.
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -21,29 +22,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-EVENT_TYPES = ("view", "cart", "purchase")
-ID = String(64)
-
-# Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class Base(DeclarativeBase):
-    """Declarative base with the shared naming convention."""
-
-    metadata = MetaData(naming_convention=NAMING)
+from retention.db.base import ID, Base
 
 
 class Customer(Base):
@@ -146,8 +130,4 @@ class Load(Base):
     finished_at: Mapped[datetime] = mapped_column(DateTime)
     rows_read: Mapped[int] = mapped_column(BigInteger)
     rows_inserted: Mapped[int] = mapped_column(BigInteger)
-    detail: Mapped[dict] = mapped_column(JSON)  # per-table counts, or the rejection reasons
-
-
-# The platform's warehouse, batch, feature, model and campaign tables share this metadata (imported for effect).
-from retention.db import platform, warehouse  # noqa: E402, F401
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)  # per-table counts, or the rejection reasons

@@ -7,11 +7,12 @@ details stay in the customer table and are joined at export time, for consenting
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Float, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from retention.db.models import ID, Base
+from retention.db.base import ID, Base
 
 
 class ModelDecision(Base):
@@ -28,7 +29,7 @@ class ModelDecision(Base):
     champion_before: Mapped[str | None] = mapped_column(String(32))
     champion_after: Mapped[str | None] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text)
-    metrics: Mapped[dict] = mapped_column(JSON)  # both sides' holdout metrics and the checks
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)  # both sides' holdout metrics and the checks
     actor: Mapped[str] = mapped_column(String(64))  # "gate" or the person's name
     decided_at: Mapped[datetime] = mapped_column(DateTime)
 
@@ -56,15 +57,15 @@ class Campaign(Base):
     n_targets: Mapped[int] = mapped_column(Integer)
     n_control: Mapped[int] = mapped_column(Integer)
     control_share: Mapped[float] = mapped_column(Float)  # realised share of the list held out
-    segments: Mapped[dict] = mapped_column(JSON)  # {segment: targets}
-    model_versions: Mapped[dict] = mapped_column(JSON)  # {registered model: version}
+    segments: Mapped[dict[str, int]] = mapped_column(JSON)  # {segment: targets}
+    model_versions: Mapped[dict[str, str]] = mapped_column(JSON)  # {registered model: version}
     params_hash: Mapped[str] = mapped_column(String(64))  # of the campaign section of params.yaml
     content_hash: Mapped[str] = mapped_column(
         String(64)
     )  # of the target rows (a rerun that matches is a no-op)
-    funnel: Mapped[dict] = mapped_column(JSON)  # scored, excluded by reason, eligible, selected
-    exports: Mapped[dict] = mapped_column(JSON)  # {format: path}
-    lift: Mapped[dict | None] = mapped_column(JSON)  # measured once the horizon has passed
+    funnel: Mapped[dict[str, Any]] = mapped_column(JSON)  # scored, excluded by reason, eligible, selected
+    exports: Mapped[dict[str, str]] = mapped_column(JSON)  # {format: path}
+    lift: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # measured once the horizon has passed
 
 
 class CampaignTarget(Base):
@@ -81,5 +82,5 @@ class CampaignTarget(Base):
     p_churn: Mapped[float] = mapped_column(Float)
     predicted_value: Mapped[float] = mapped_column(Float)
     value_at_stake: Mapped[float] = mapped_column(Float)
-    reasons: Mapped[list] = mapped_column(JSON)  # the return model's top features
-    recommendations: Mapped[list] = mapped_column(JSON)  # product ids, best first
+    reasons: Mapped[list[str]] = mapped_column(JSON)  # the return model's top features
+    recommendations: Mapped[list[str]] = mapped_column(JSON)  # product ids, best first

@@ -6,12 +6,14 @@ transaction, and `record_load` appends the audit row of the platform's load log.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pandas as pd
 from sqlalchemy import Connection, insert
 
+from retention.clock import utc_now
 from retention.db.models import Customer, Event, Load, Order, Product, Review
 from retention.db.writes import write_frame
 
@@ -85,7 +87,7 @@ def record_load(
     started_at: datetime,
     rows_read: int,
     rows_inserted: int,
-    detail: dict,
+    detail: Mapping[str, object],
 ) -> int:
     """Append one row to the platform load log; returns its load_id."""
     result = connection.execute(
@@ -101,9 +103,6 @@ def record_load(
             detail=detail,
         )
     )
-    return int(result.inserted_primary_key[0])
-
-
-def utc_now() -> datetime:
-    """Current time as naive UTC, the convention of every timestamp column."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    key = result.inserted_primary_key
+    assert key is not None  # a single-row INSERT always reports the key it created
+    return int(key[0])

@@ -9,11 +9,13 @@ Downstream (features, training, campaigns) reads only these tables, never the sh
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Float, Index, Integer, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from retention.db.models import ID, Base, Customer, Event, Order, Product, Review
+from retention.db.base import ID, Base
+from retention.db.models import Customer, Event, Order, Product, Review
 
 SHOP_MODELS = {
     "customers": Customer,
@@ -65,10 +67,11 @@ class Batch(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     finished_at: Mapped[datetime] = mapped_column(DateTime)
     interval_events: Mapped[int] = mapped_column(Integer)  # events with ts inside the interval
-    rows_read: Mapped[dict] = mapped_column(JSON)  # per table: rows in the extracted batch
-    rows_changed: Mapped[dict] = mapped_column(JSON)  # per table: rows new or changed in the warehouse
-    failed: Mapped[list] = mapped_column(JSON)  # critical expectations that failed
-    warnings: Mapped[list] = mapped_column(JSON)  # warning-level expectations that failed
+    rows_read: Mapped[dict[str, int]] = mapped_column(JSON)  # per table: rows in the extracted batch
+    # per table: rows new or changed in the warehouse
+    rows_changed: Mapped[dict[str, int]] = mapped_column(JSON)
+    failed: Mapped[list[str]] = mapped_column(JSON)  # critical expectations that failed
+    warnings: Mapped[list[str]] = mapped_column(JSON)  # warning-level expectations that failed
     docs_url: Mapped[str | None] = mapped_column(Text)  # GX Data Docs page of this validation
 
 
@@ -83,8 +86,8 @@ class Quarantine(Base):
     table_name: Mapped[str] = mapped_column(String(32))
     quarantined_at: Mapped[datetime] = mapped_column(DateTime)
     n_rows: Mapped[int] = mapped_column(Integer)
-    failed: Mapped[list] = mapped_column(JSON)  # names of the failed critical expectations
-    validation: Mapped[dict] = mapped_column(JSON)  # the GX validation result of this table
+    failed: Mapped[list[str]] = mapped_column(JSON)  # names of the failed critical expectations
+    validation: Mapped[dict[str, Any]] = mapped_column(JSON)  # the GX validation result of this table
     rows: Mapped[str] = mapped_column(Text)  # the batch rows as JSON records (ISO timestamps)
 
 
@@ -107,5 +110,5 @@ class OnlineFeatures(Base):
     customer_id: Mapped[str] = mapped_column(ID, primary_key=True)
     as_of: Mapped[datetime] = mapped_column(DateTime)
     feature_version: Mapped[str] = mapped_column(String(64))  # hash of the feature definitions
-    features: Mapped[dict] = mapped_column(JSON)  # {feature name: value}
+    features: Mapped[dict[str, Any]] = mapped_column(JSON)  # {feature name: value}
     updated_at: Mapped[datetime] = mapped_column(DateTime)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
+import sqlite3
 import uuid
 from collections.abc import Sequence
-from typing import Literal
+from typing import IO, Literal, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,18 @@ COPY_NULL = r"\N"  # how COPY marks a missing value (an empty field stays an emp
 SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # the text format SQLAlchemy itself stores in SQLite
 
 Mode = Literal["insert_new", "upsert"]
+Row = tuple[object, ...]
+
+
+class _CopyCursor(Protocol):
+    """What `_copy_then_insert` uses of a psycopg2 cursor (COPY is not part of the DB-API)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, operation: str) -> object: ...
+
+    def copy_expert(self, sql: str, file: IO[str]) -> object: ...
 
 
 def write_frame(
@@ -59,11 +72,12 @@ def write_frame(
     cursor = connection.connection.cursor()
     try:
         if dialect == "sqlite":
-            before = connection.connection.driver_connection.total_changes
+            driver = cast(sqlite3.Connection, connection.connection.driver_connection)  # pysqlite
+            before = driver.total_changes
             cursor.executemany(sql, rows)
-            return connection.connection.driver_connection.total_changes - before
+            return driver.total_changes - before
         if dialect == "postgresql":
-            return _copy_then_insert(cursor, sql, table, columns, rows)
+            return _copy_then_insert(cast(_CopyCursor, cursor), sql, table, columns, rows)  # psycopg2
         raise NotImplementedError(f"bulk writes support sqlite and postgresql, not {dialect}")
     except connection.dialect.loaded_dbapi.Error as error:
         # Same exception family as SQLAlchemy's own statements (IntegrityError, OperationalError...).
@@ -97,7 +111,7 @@ def _insert_sql(
     return sql + f"DO UPDATE SET {assignments} WHERE {changed}"
 
 
-def _driver_rows(frame: pd.DataFrame, table: Table, dialect: str) -> list[tuple]:
+def _driver_rows(frame: pd.DataFrame, table: Table, dialect: str) -> list[Row]:
     """Convert a frame into tuples of plain Python values the driver accepts (None for missing)."""
     converted = []
     for name in frame.columns:
@@ -106,8 +120,7 @@ def _driver_rows(frame: pd.DataFrame, table: Table, dialect: str) -> list[tuple]
         if issubclass(kind, DateTime) and dialect == "sqlite":
             values = pd.to_datetime(column).dt.strftime(SQLITE_DATETIME).to_numpy(dtype=object)
         elif issubclass(kind, DateTime):
-            values = pd.to_datetime(column).dt.to_pydatetime()
-            values = np.asarray(values, dtype=object)
+            values = np.asarray(pd.to_datetime(column).dt.to_pydatetime(), dtype=object)
         elif issubclass(kind, Date):
             values = pd.to_datetime(column).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
         elif issubclass(kind, Boolean):
@@ -120,7 +133,9 @@ def _driver_rows(frame: pd.DataFrame, table: Table, dialect: str) -> list[tuple]
     return list(zip(*converted, strict=True))
 
 
-def _copy_then_insert(cursor, sql: str, table: Table, columns: Sequence[str], rows: list[tuple]) -> int:  # noqa: ANN001
+def _copy_then_insert(
+    cursor: _CopyCursor, sql: str, table: Table, columns: Sequence[str], rows: list[Row]
+) -> int:
     """PostgreSQL: COPY rows into a temporary table, then one INSERT ... SELECT ... ON CONFLICT."""
     stage = f"stage_{table.name}_{uuid.uuid4().hex[:8]}"
     cursor.execute(f'CREATE TEMPORARY TABLE "{stage}" (LIKE "{table.name}" INCLUDING DEFAULTS)')

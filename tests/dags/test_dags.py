@@ -19,14 +19,17 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
-def airflow_env(tmp_path: Path, isolated_env: Path) -> dict[str, str]:
-    """Environment of an isolated Airflow (SQLite metadata) pointed at the project's dags/."""
+def airflow_env(tmp_path: Path, migrated_home: Path) -> dict[str, str]:
+    """Environment of an isolated Airflow (SQLite metadata) pointed at the project's dags/.
+
+    The platform database is migrated first, as `retention init` does before any DAG runs.
+    """
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "RETENTION_HOME": str(isolated_env),
+        "RETENTION_HOME": str(migrated_home),
     }
     return env
 
@@ -68,9 +71,9 @@ def test_dagbag_imports_without_errors(airflow_env: dict[str, str]) -> None:
     )
     assert report["dags"]["train_models"] == [
         "gate_recommender",
-        "gate_return_model",
+        "gate_return",
         "train_recommender",
-        "train_return_model",
+        "train_return",
     ]
     assert report["dags"]["retention_campaign"] == [
         "build_list",
@@ -83,15 +86,22 @@ def test_dagbag_imports_without_errors(airflow_env: dict[str, str]) -> None:
 def test_training_dag_is_scheduled_on_the_features_asset(airflow_env: dict[str, str]) -> None:
     report = _dagbag_report(
         "{'assets': [a.uri for a in bag.dags['train_models'].timetable.asset_condition.objects], "
-        "'upstream': {t.task_id: sorted(t.upstream_task_ids) for t in bag.dags['train_models'].tasks}}",
+        "'upstream': {t.task_id: sorted(t.upstream_task_ids) for t in bag.dags['train_models'].tasks}, "
+        "'outlets': {t.task_id: [a.uri for a in t.outlets] for t in bag.dags['train_models'].tasks}}",
         airflow_env,
     )
     assert report["assets"] == ["retention://features/online"]
-    assert report["upstream"] == {  # the two models train in parallel; each is gated after its training
+    assert report["upstream"] == {  # the two families train in parallel; each is gated after its training
         "train_recommender": [],
-        "train_return_model": [],
+        "train_return": [],
         "gate_recommender": ["train_recommender"],
-        "gate_return_model": ["train_return_model"],
+        "gate_return": ["train_return"],
+    }
+    assert report["outlets"] == {  # each gate announces its family's champion asset
+        "train_recommender": [],
+        "train_return": [],
+        "gate_recommender": ["retention://models/recommender"],
+        "gate_return": ["retention://models/return"],
     }
 
 
@@ -184,7 +194,7 @@ def test_train_models_registers_both_models_and_reruns_without_retraining(
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["training"].update(max_epochs=2)
-    params["return_model"].update(ensemble=1)
+    params["return"].update(ensemble=1)
     small = tmp_path / "params.yaml"
     small.write_text(yaml.safe_dump(params))
     env = {**airflow_env, "RETENTION_PARAMS": str(small)}

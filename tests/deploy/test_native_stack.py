@@ -162,7 +162,7 @@ def _environment(tmp_path: Path, database_url: str, mlflow_port: int, airflow_po
     home = tmp_path / "home"
     airflow_home = tmp_path / "airflow"
     airflow_home.mkdir(parents=True)
-    params = small_params(tmp_path, return_model={"ensemble": 1})
+    params = small_params(tmp_path, **{"return": {"ensemble": 1}})
     passwords = airflow_home / "passwords.json"
     admin_password = secrets.token_urlsafe(16)  # generated per run, like the compose .env's
     passwords.write_text(json.dumps({"admin": admin_password}))
@@ -213,6 +213,7 @@ def native_stack(tmp_path: Path) -> Iterator[Stack]:
         )
         cleanup.callback(stack.stop)  # runs before the schemas are dropped
         stack.cli(str(BIN / "airflow"), "db", "migrate")  # also writes airflow.cfg before anyone races
+        stack.cli(str(BIN / "retention"), "init")  # the deployment's one migration of the platform schema
         # fmt: off
         stack.start("mlflow", [
             str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port),

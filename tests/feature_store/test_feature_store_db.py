@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
+from cli.main import app
 from feature_store.core import build_sequences, build_training_set, compute_features
 from feature_store.definitions import feature_registry, feature_version
 from feature_store.offline import features_at, sequences_at, training_set
 from feature_store.online import TABLE, read_online, refresh_online
-from retention.cli import app
 from retention.params import FeatureParams
 from tests.feature_store.conftest import AS_OF, frames_of, load_warehouse
 from tests.feature_store.test_feature_core import assert_matches_expected, later_rows

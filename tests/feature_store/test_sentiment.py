@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
+from cli.main import app
 from feature_store.sentiment import (
     CARD_FILE,
     HEAD_FILE,
@@ -25,10 +26,9 @@ from feature_store.sentiment import (
     weak_labels,
 )
 from feature_store.sentiment_encoder import EMBEDDING_DIM, encode
-from feature_store.sentiment_truth import text_tone
 from pipelines.simulate import build_world, simulate_days
+from pipelines.simulate.tone import text_tone, tone_agreement
 from pipelines.simulate.vocabulary import REVIEW_CLOSINGS, REVIEW_OPENINGS
-from retention.cli import app
 from retention.db.warehouse import WAREHOUSE
 from retention.db.writes import write_frame
 from retention.params import Params, load_params
@@ -70,7 +70,7 @@ def shop(engine: Engine, shop_reviews: pd.DataFrame) -> Engine:
 def test_head_beats_chance_on_held_out_reviews_and_is_saved(shop: Engine, params: Params) -> None:
     # given a shop's reviews, when the head is trained on all of them
     settings = Settings.from_env()
-    result = train(shop, settings, params.sentiment)
+    result = train(shop, settings, params.sentiment, judge_tone=tone_agreement)
 
     # then its held-out quality is well above chance, against ratings and against the latent tone
     held = result.held_out

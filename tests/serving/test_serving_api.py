@@ -119,7 +119,7 @@ def test_serve_prints_the_tokens_file_never_a_token(tmp_path: Path, monkeypatch:
     import typer
     import uvicorn
 
-    from serving.cli import serve
+    from cli.serve import serve
 
     # given a serve command whose uvicorn is replaced by a recorder
     calls: list[dict] = []

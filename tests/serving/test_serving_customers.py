@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
+from feature_store.events import EventLog, read_event_log
 from feature_store.online import read_online
 from pipelines.campaigns.score import active_products
 from serving.customers import (
@@ -15,7 +16,7 @@ from serving.customers import (
     recommend,
 )
 from tests.serving.conftest import MARKETING_TOKEN, Served, auth
-from training.data import EventLog, read_event_log
+from training.scoring import history_scores
 
 SCORED_CUSTOMERS = 8  # customers of the online store compared with the batch model
 TOLERANCE = 1e-6
@@ -89,7 +90,7 @@ def test_recommendations_are_the_models_top_k_active_products(
     assert served_top["rank"].tolist() == list(range(1, 11))
     # and the products are the model's best active ones on the customer's full warehouse history
     model = served.app.state.models.get("recommender").model
-    scores = model.score_history(warehouse, np.array([customer]))[0]
+    scores = history_scores(model, warehouse, np.array([customer]))[0]
     ids = np.asarray(model.index.ids).astype(str)
     active = active_products(served.engine)
     assert len(active) < len(ids)  # the fixture's catalogue has inactive products to mask

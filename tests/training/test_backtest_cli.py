@@ -14,16 +14,16 @@ import yaml
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from retention.cli import app
+from cli.main import app
 from tests.conftest import ROOT
-from training.tracking import EXPERIMENTS
+from training.families import family as model_family
 
 runner = CliRunner()
 CUTOFF, HORIZON = "2026-03-02", 30  # the shop runs 2026-01-01 .. 2026-03-31
 
 
 @pytest.fixture
-def small_shop(isolated_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def small_shop(migrated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A 300-customer, 90-day shop and params with short training (the models' code paths, quickly)."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["training"].update(max_epochs=3)
@@ -32,17 +32,17 @@ def small_shop(isolated_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("RETENTION_PARAMS", str(small))
     result = runner.invoke(app, ["simulate", "--customers", "300", "--days", "90"])
     assert result.exit_code == 0, result.output
-    return isolated_env
+    return migrated_home
 
 
 def _runs(home: Path, family: str) -> pd.DataFrame:
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
-    return mlflow.search_runs(experiment_names=[EXPERIMENTS[family]])
+    return mlflow.search_runs(experiment_names=[model_family(family).experiment])
 
 
 def _truth(home: Path) -> pd.DataFrame:
+    from feature_store.events import read_event_log
     from retention.db import create_db_engine
-    from training.data import read_event_log
 
     engine = create_db_engine(f"sqlite:///{home / 'retention.db'}")
     try:
@@ -57,7 +57,7 @@ def test_return_backtest_writes_the_protocol_files_and_mlflow_runs(small_shop: P
         app,
         [
             "backtest",
-            "--task",
+            "--model",
             "return",
             "--as-of",
             CUTOFF,
@@ -113,7 +113,9 @@ def test_return_backtest_writes_the_protocol_files_and_mlflow_runs(small_shop: P
 
 def test_recommendation_backtest_leave_last(small_shop: Path, tmp_path: Path) -> None:
     out = tmp_path / "rec"
-    result = runner.invoke(app, ["backtest", "--task", "rec", "--protocol", "leave-last", "--out", str(out)])
+    result = runner.invoke(
+        app, ["backtest", "--model", "recommender", "--protocol", "leave-last", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     recs = pd.read_csv(out / "recommendations.csv", dtype={"user_id": str, "item_id": str})
     assert list(recs.columns) == ["user_id", "rank", "item_id", "score"]
@@ -124,7 +126,7 @@ def test_recommendation_backtest_leave_last(small_shop: Path, tmp_path: Path) ->
     assert 0 <= metrics["ndcg@10"] <= 1 and "coverage@20" in metrics
     assert pd.read_csv(out / "churn_scores.csv").empty
     assert len(list((out / "baselines").iterdir())) == 3
-    runs = _runs(small_shop, "rec")
+    runs = _runs(small_shop, "recommender")
     assert len(runs) == 4 and set(runs["tags.protocol"]) == {"leave-last"}
     model = runs[runs["tags.role"] == "model"].iloc[0]
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(model["run_id"], "plots")}
@@ -134,11 +136,11 @@ def test_recommendation_backtest_leave_last(small_shop: Path, tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--task", "return", "--protocol", "leave-last"], "--task return uses --protocol temporal"),
-        (["--task", "rec", "--protocol", "temporal"], "needs --as-of and --horizon-days"),
-        (["--task", "return", "--as-of", "2026-03-20", "--horizon-days", "60"], "before the label window"),
+        (["--model", "return", "--protocol", "leave-last"], "--model return uses --protocol temporal"),
+        (["--model", "recommender", "--protocol", "temporal"], "needs --as-of and --horizon-days"),
+        (["--model", "return", "--as-of", "2026-03-20", "--horizon-days", "60"], "before the label window"),
         (["--task", "return", "--as-of", "2025-01-01", "--horizon-days", "30"], "population is empty"),
-        (["--task", "churn"], "--task must be one of"),
+        (["--model", "churn"], "--model must be one of: return, recommender"),
     ],
 )
 def test_backtest_bad_options_exit_2_and_write_nothing(
@@ -150,9 +152,9 @@ def test_backtest_bad_options_exit_2_and_write_nothing(
     assert not out.exists()
 
 
-def test_backtest_on_an_empty_database_says_what_to_do(tmp_path: Path) -> None:
+def test_backtest_on_an_empty_database_says_what_to_do(migrated_home: Path, tmp_path: Path) -> None:
     result = runner.invoke(
-        app, ["backtest", "--task", "rec", "--protocol", "leave-last", "--out", str(tmp_path / "o")]
+        app, ["backtest", "--model", "recommender", "--protocol", "leave-last", "--out", str(tmp_path / "o")]
     )
     assert result.exit_code == 2 and "retention ingest" in result.output
 
@@ -170,7 +172,7 @@ def test_train_registers_pyfuncs_and_reuses_them_on_unchanged_data(small_shop: P
         assert again.exit_code == 0 and f"{name} version 1 " in again.output, again.output
         mlflow.set_tracking_uri(f"sqlite:///{small_shop / 'mlflow.db'}")
         assert len(mlflow.MlflowClient().search_model_versions(f"name = '{name}'")) == 1
-        runs = _runs(small_shop, "return" if kind == "return" else "rec")
+        runs = _runs(small_shop, kind)
         assert (runs["tags.kind"] == "train").sum() == 1
         # The registered pyfunc loads on its own and predicts from its logged input example.
         local = mlflow.artifacts.download_artifacts(f"models:/{name}/1")

@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from feature_store.events import event_log_from_frames
 from retention.params import Params
 from tests.training.churn.shop import AS_OF, HORIZON, fast_params, tiny_events
 from training.churn import ReturnModel
-from training.data import event_log_from_frames
 from training.protocol import aligned_scores, return_metrics, return_split
 
 AUC_NOISE = 0.08  # seed-to-seed spread of ROC-AUC on this 200-customer shop is about 0.03

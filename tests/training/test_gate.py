@@ -13,14 +13,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from retention.cli import app
+from cli.main import app
+from feature_store.events import read_event_log
 from retention.db import create_db_engine
 from retention.params import load_params
 from retention.settings import Settings
 from training import registry
-from training.data import read_event_log
-from training.gate import decide, load_native, run_gate
+from training.gate import decide, run_gate
 from training.pyfunc import ReturnPyfunc
+from training.registry import load_native
 from training.tracking import Tracker
 
 runner = CliRunner()
@@ -180,5 +181,5 @@ def side(roc: float, pr: float = 0.6, brier: float = 0.15, std: float = 0.1, lat
     ],
 )
 def test_decide_applies_each_rule(challenger, champion, baselines, promoted, reason) -> None:  # noqa: ANN001
-    ok, why = decide(RULE.for_kind("return"), challenger, champion, baselines)
+    ok, why = decide(RULE.for_family("return"), challenger, champion, baselines)
     assert ok is promoted and reason in why

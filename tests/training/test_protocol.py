@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.data import event_log_from_frames
+from feature_store.events import event_log_from_frames
 from training.protocol import (
     ProtocolError,
     leave_last_split,

@@ -21,9 +21,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from feature_store.core import compute_features, label_returned
+from feature_store.events import EventLog
 from feature_store.frames import PURCHASE, Frames
 from retention.params import Params
-from training.data import EventLog
 
 DAY = pd.Timedelta(days=1)
 
@@ -47,7 +47,7 @@ class WindowBaseline:
     """A classifier of return within a shorter window on a few feature-store columns (see module doc).
 
     Args:
-        params: all of params.yaml (`return_model` baseline fields and `features`).
+        params: all of params.yaml (`return` baseline fields and `features`).
         columns: feature-store columns the classifier reads.
         estimator: an unfitted scikit-learn classifier (cloned at fit).
         name: the baseline's name in reports.
@@ -71,7 +71,7 @@ class WindowBaseline:
             horizon_days: H.
         """
         as_of = pd.Timestamp(as_of)
-        config = self.params.return_model
+        config = self.params.return_
         frames = replace(history.before(as_of).frames(), lifetime=None)
         window = label_window_days(frames, as_of, horizon_days, config.baseline_window_share)
         events = frames.events
@@ -141,7 +141,7 @@ class RfmBoostingBaseline(WindowBaseline):
 
     def __init__(self, params: Params) -> None:
         longest = max(params.features.windows_days)
-        config = params.return_model
+        config = params.return_
         estimator = HistGradientBoostingClassifier(
             max_iter=config.boosting_iterations,
             learning_rate=config.boosting_learning_rate,

@@ -314,7 +314,7 @@ def training_cutoffs(
     Returns:
         The cutoffs.
     """
-    cutoffs = []
+    cutoffs: list[pd.Timestamp] = []
     cutoff = pd.Timestamp(as_of) - step_days * DAY
     while cutoff > first_purchase and len(cutoffs) < most:
         cutoffs.append(cutoff)

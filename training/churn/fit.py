@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from feature_store.events import EventLog
 from feature_store.frames import Frames
-from retention.params import Params, saved_params
+from retention.params import Params, params_sections, saved_params
 from training.churn.dataset import (
     CustomerInputs,
     SurvivalExamples,
@@ -50,7 +51,6 @@ from training.churn.model import (
     bins_for,
     return_probability,
 )
-from training.data import EventLog
 from training.plots import reliability_table
 from training.protocol import return_metrics
 from training.trainer import FitResult, fit
@@ -59,7 +59,7 @@ log = logging.getLogger("retention.training")
 DAY = pd.Timedelta(days=1)
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "network_{}.pt"
-SAVED_SECTIONS = ("features", "return_model", "training")  # what a loaded model reads of its params
+SAVED_SECTIONS = ("features", "return", "training")  # what a loaded model reads of its params
 PREDICT_ROWS = 4096  # customers scored per chunk (bounds memory: K bins x ensemble states)
 CALIBRATION_STEPS = 100  # L-BFGS iterations of the two-parameter Platt scaling
 
@@ -84,7 +84,7 @@ class ReturnModel:
     """P(return within H days) per customer: an ensemble of hazard networks rolled out over H.
 
     Args:
-        params: all of params.yaml (`return_model`, `features` and `training` are used).
+        params: all of params.yaml (`return`, `features` and `training` are used).
         run_dir: where the Lightning fits write their checkpoints (one folder per network and phase).
 
     Attributes:
@@ -102,7 +102,7 @@ class ReturnModel:
 
     def __init__(self, params: Params, run_dir: Path) -> None:
         self.params = params
-        self.config = params.return_model
+        self.config = params.return_
         self.run_dir = Path(run_dir)
         self.encoder: InputEncoder | None = None
         self.networks: list[ReturnNetwork] = []
@@ -274,6 +274,14 @@ class ReturnModel:
             raise ReturnModelError("the return model is not fitted (call fit or load first)")
         return self.encoder
 
+    def _horizon(self, horizon_days: float | None) -> float:
+        """`horizon_days`, or by default the fitted horizon."""
+        if horizon_days:
+            return horizon_days
+        if self.horizon_days is None:
+            raise ReturnModelError("the return model is not fitted (call fit or load first)")
+        return self.horizon_days
+
     def _probability(
         self,
         features: list[torch.Tensor],
@@ -366,7 +374,7 @@ class ReturnModel:
         return rolled_inputs(
             history.before(as_of).frames(),
             as_of,
-            bins_for(horizon_days or self.horizon_days, c.bin_days),
+            bins_for(self._horizon(horizon_days), c.bin_days),
             c.bin_days,
             self.params.features,
             c.sequence_length,
@@ -399,7 +407,7 @@ class ReturnModel:
         """
         encoder = self._require_fitted()
         states = unflatten_rollout(inputs, encoder.columns, encoder.sequence_length, self.config.bin_days)
-        return self._scores(states, horizon_days or self.horizon_days)
+        return self._scores(states, self._horizon(horizon_days))
 
     def predict_states(self, states: list[CustomerInputs], horizon_days: int | None = None) -> pd.DataFrame:
         """Scores of rolled states built by the caller (serving builds one customer's with
@@ -413,7 +421,7 @@ class ReturnModel:
             customer_id, p_return, reason_1..reason_k, sorted by customer_id.
         """
         self._require_fitted()
-        return self._scores(states, horizon_days or self.horizon_days)
+        return self._scores(states, self._horizon(horizon_days))
 
     def predict(self, history: EventLog, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
         """P(return within `horizon_days`) of every customer with a purchase before `as_of`.
@@ -447,7 +455,7 @@ class ReturnModel:
         if "reliability" in self.validation:
             validation["reliability"] = self.validation["reliability"].to_dict(orient="list")
         state = {
-            "params": self.params.model_dump(mode="json", include=set(SAVED_SECTIONS)),
+            "params": params_sections(self.params, SAVED_SECTIONS),
             "encoder": encoder.to_dict(),
             "n_features": len(encoder.feature_names),
             "networks": len(self.networks),

@@ -174,8 +174,10 @@ class ReturnDataModule(pl.LightningDataModule):
 
     @override
     def train_dataloader(self) -> DataLoader:
+        assert self.train is not None, "Lightning calls setup first"
         return DataLoader(self.train, batch_size=self.batch_size, shuffle=True)
 
     @override
     def val_dataloader(self) -> DataLoader:
+        assert self.val is not None, "Lightning calls setup first"
         return DataLoader(self.val, batch_size=self.batch_size)

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from feature_store.events import EventLog
+from retention.contract import EVENT_TYPES
 from retention.params import ItemKNNParams, Params
-from training.data import EventLog
 
 SIMILARITY_BLOCK = 256  # item rows of the similarity matrix computed densely at a time (bounds memory)
-ALL_EVENT_TYPES = ("view", "cart", "purchase")
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class Popularity:
     name = "popularity"
 
     def __init__(self, params: Params | None = None) -> None:
-        self.event_types = tuple(params.recommender.event_types) if params is not None else ALL_EVENT_TYPES
+        self.event_types = tuple(params.recommender.event_types) if params is not None else EVENT_TYPES
         self.popularity = np.zeros(0, dtype=np.float32)
 
     def fit(self, history: EventLog, candidates: np.ndarray) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from feature_store.events import EventLog
 from retention.params import MFParams, Params
-from training.data import EventLog
 from training.recommender.baselines import Interactions, fallback_rows, interactions
 
 FOLD_IN_BATCH = 1024  # customers solved together by `fold_in` (bounds its B x items x f arrays)

@@ -1,14 +1,39 @@
-"""Customer histories as integer item sequences: the product id map and left-padded next-item arrays."""
+"""Customer histories as integer item sequences: the id map, the sequence settings, next-item arrays."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+if TYPE_CHECKING:
+    from retention.params import Params
+
 PAD = 0  # item code of padding (and of products the id map does not know)
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    """How histories become sequences at fit and serving time (saved with the model).
+
+    Attributes:
+        event_types: the events that make a sequence.
+        collapse_repeats: consecutive events on one product count once.
+        batch_size: sequences per scoring batch.
+    """
+
+    event_types: tuple[str, ...]
+    collapse_repeats: bool
+    batch_size: int
+
+    @classmethod
+    def from_params(cls, params: Params) -> SequenceConfig:
+        """The `recommender` section's choices."""
+        rec = params.recommender
+        return cls(tuple(rec.event_types), rec.collapse_repeats, rec.batch_size)
 
 
 @dataclass(frozen=True)

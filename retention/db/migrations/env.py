@@ -2,15 +2,17 @@
 
 from alembic import context
 
+from retention.db import Base
 from retention.db.engine import create_db_engine
-from retention.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata
 
 
 def run_migrations_online() -> None:
-    engine = create_db_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    assert url is not None, "retention.db.migrate.alembic_config sets the URL"
+    engine = create_db_engine(url)
     try:
         with engine.connect() as connection:
             context.configure(

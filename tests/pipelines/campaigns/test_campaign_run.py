@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from cli.main import app
 from pipelines.campaigns.run import (
     TARGETS_FILE,
     CampaignRejected,
@@ -22,7 +23,6 @@ from pipelines.campaigns.run import (
 )
 from pipelines.campaigns.score import CampaignError
 from pipelines.campaigns.store import campaign_targets, get_campaign, list_campaigns
-from retention.cli import app
 from retention.db import create_db_engine
 from retention.params import load_params
 from retention.settings import Settings

@@ -4,9 +4,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from retention.db import create_db_engine, upgrade
+from retention.db import Base, create_db_engine, upgrade
 from retention.db.migrate import current_revision, downgrade, head_revision
-from retention.db.models import Base
 
 TABLES = {
     "customers",

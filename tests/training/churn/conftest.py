@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from feature_store.events import EventLog, event_log_from_frames
 from retention.params import Params
 from tests.training.churn.shop import fast_params, tiny_events
-from training.data import EventLog, event_log_from_frames
 
 
 @pytest.fixture(scope="session")

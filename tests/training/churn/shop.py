@@ -43,11 +43,11 @@ def tiny_events(customers: int = 60, days: int = 150, seed: int = 7) -> pd.DataF
 def fast_params(**return_model: object) -> Params:
     """params.yaml with a small, quick return model (one network, few epochs)."""
     params = load_params(ROOT / "params.yaml")
-    model = params.return_model.model_copy(
+    model = params.return_.model_copy(
         update={"ensemble": 1, "hidden_size": 16, "sequence_size": 8, "sequence_length": 8, "batch_size": 64}
         | return_model
     )
     training = params.training.model_copy(
         update={"max_epochs": 3, "patience": 2, "accelerator": "cpu", "devices": 1}
     )
-    return params.model_copy(update={"return_model": model, "training": training})
+    return params.model_copy(update={"return_": model, "training": training})

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from feature_store.events import EventLog, event_log_from_frames
 from retention.params import Params
 from tests.training.churn.shop import AS_OF, HORIZON
 from tests.training.churn.test_churn_dataset import _with_future
 from training.churn import FrequencyBaseline, RecencyBaseline, RfmBoostingBaseline
 from training.churn.baselines import BaselineError, label_window_days
-from training.data import EventLog, event_log_from_frames
 from training.protocol import return_population
 
 BASELINES = [RecencyBaseline, FrequencyBaseline, RfmBoostingBaseline]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from feature_store.events import EventLog, event_log_from_frames
 from retention.params import load_params
 from tests.training.churn.shop import AS_OF, ROOT, tiny_events
 from training.churn.dataset import (
@@ -16,7 +17,6 @@ from training.churn.dataset import (
     training_cutoffs,
     unflatten_inputs,
 )
-from training.data import EventLog, event_log_from_frames
 
 
 def _with_future(log: EventLog) -> EventLog:

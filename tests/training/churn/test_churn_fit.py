@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from feature_store.events import EventLog, event_log_from_frames
 from retention.params import Params
 from tests.training.churn.shop import AS_OF, HORIZON, fast_params
 from tests.training.churn.test_churn_dataset import _with_future
 from training.churn import ReturnModel
 from training.churn.fit import ReturnModelError
-from training.data import EventLog, event_log_from_frames
 from training.protocol import return_population
 
 
@@ -34,7 +34,7 @@ def test_predict_scores_every_population_customer_with_probabilities_and_reasons
     population = return_population(tiny_log.before(AS_OF))
     assert list(scores["customer_id"]) == list(population)
     assert scores["p_return"].between(0, 1).all()
-    reasons = [f"reason_{k}" for k in range(1, fitted.params.return_model.reason_codes + 1)]
+    reasons = [f"reason_{k}" for k in range(1, fitted.params.return_.reason_codes + 1)]
     assert list(scores.columns) == ["customer_id", "p_return", *reasons]
     assert set(scores[reasons].to_numpy().ravel()) <= set(fitted.encoder.columns)
     assert (scores[reasons].nunique(axis=1) == len(reasons)).all()  # distinct features per customer

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from feature_store.events import EventLog, event_log_from_frames
 from retention.params import Params, load_params
-from training.data import EventLog, event_log_from_frames
 
 ROOT = Path(__file__).resolve().parents[3]
 DAY0 = pd.Timestamp("2026-01-01")

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
+from feature_store.events import event_log_from_frames
 from retention.params import Params
 from tests.training.recommender.conftest import log_from_sequences, small_params
-from training.data import event_log_from_frames
 from training.protocol import leave_last_split, ranking_metrics, recommend
 from training.recommender import ItemKNN, MatrixFactorisation, Popularity
 from training.recommender.baselines import interactions, item_similarity

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from feature_store.events import EventLog, event_log_from_frames
 from tests.training.recommender.conftest import DAY0, log_from_sequences, pattern_sequences, small_params
 from training.backtest import BacktestRequest, run_backtest
-from training.data import EventLog, event_log_from_frames
 from training.protocol import ProtocolError, leave_last_split, temporal_split
 from training.recommender.blend import BlendParts, blend_grid, choose_weights, validation_split
 from training.recommender.sasrec import SASRecRecommender
@@ -122,7 +122,7 @@ def test_the_backtest_chooses_the_blend_on_history_and_records_it(tmp_path: Path
     as_of = DAY0 + pd.Timedelta(days=100)
     log = log_with_a_test_window(as_of)
     params = small_params(max_epochs=8, **GRID)
-    request = BacktestRequest("rec", "temporal", as_of, 7, True, tmp_path / "out")
+    request = BacktestRequest("recommender", "temporal", as_of, 7, True, tmp_path / "out")
 
     def sasrec_only(params_: object, work_dir: Path) -> list[tuple[str, object]]:
         return [("model", SASRecRecommender(params, work_dir / "sasrec"))]

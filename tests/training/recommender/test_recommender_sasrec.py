@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
+from feature_store.events import EventLog
 from tests.training.recommender.conftest import DAY0, log_from_sequences, pattern_sequences, small_params
-from training.data import EventLog
 from training.protocol import recommend, temporal_split
-from training.recommender.sasrec import NetConfig, SASRecNet, SASRecRecommender
+from training.recommender.sasrec.net import NetConfig, SASRecNet
+from training.recommender.sasrec.recommender import SASRecRecommender
+from training.scoring import recommend_inputs
 
 CANDIDATES_OF = lambda log: np.unique(log.products["product_id"].to_numpy(dtype=str))  # noqa: E731
 
@@ -83,7 +86,7 @@ def test_a_strong_sequential_pattern_is_learned(fitted: SASRecRecommender) -> No
     # given customers whose last item is a, and customers whose last item is c
     inputs = pd.DataFrame({"customer_id": ["x", "y"], "items": ["p03 p07 a", "p01 p12 c"]})
     # when the model recommends
-    top = fitted.recommend_inputs(inputs, k=1)
+    top = recommend_inputs(fitted, inputs, k=1)
     # then b follows a and d follows c
     assert top.set_index("customer_id")["product_id"].to_dict() == {"x": "b", "y": "d"}
 
@@ -99,15 +102,36 @@ def test_save_and_load_give_identical_scores(fitted: SASRecRecommender, tmp_path
     # and no pickle was written
     assert loaded.blend == fitted.blend is not None
     assert inputs["items"].tolist() == ["p01 a", "c", "", ""]
-    pd.testing.assert_frame_equal(loaded.recommend_inputs(inputs, k=5), fitted.recommend_inputs(inputs, k=5))
+    pd.testing.assert_frame_equal(
+        recommend_inputs(loaded, inputs, k=5), recommend_inputs(fitted, inputs, k=5)
+    )
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "weights.safetensors"]
+
+
+def test_a_model_saved_before_the_blend_field_was_renamed_still_loads(
+    fitted: SASRecRecommender, tmp_path: Path
+) -> None:
+    # given a saved model whose config calls the ALS weight `weight` (the format before `mf_weight`)
+    fitted.save(tmp_path / "model")
+    config_file = tmp_path / "model" / "config.json"
+    config = json.loads(config_file.read_text())
+    config["blend"]["weight"] = config["blend"].pop("mf_weight")
+    config_file.write_text(json.dumps(config))
+    # when it is loaded, then the blend and the scores are the fitted model's
+    loaded = SASRecRecommender.load(tmp_path / "model")
+    assert loaded.blend == fitted.blend and fitted.blend is not None and fitted.blend.mf_weight > 0
+    users = np.array(["u000", "u001", "nobody"])
+    empty = np.zeros(0, dtype=np.int64)
+    np.testing.assert_array_equal(
+        loaded.score_sequences([fitted.sequences.get(u, empty) for u in users]), fitted.score(users)
+    )
 
 
 def test_recommend_inputs_can_leave_out_the_listed_items(fitted: SASRecRecommender) -> None:
     # given a customer who already has b
     inputs = pd.DataFrame({"customer_id": ["x"], "items": ["b a"]})
     # when seen items are excluded
-    top = fitted.recommend_inputs(inputs, k=3, exclude_seen=True)
+    top = recommend_inputs(fitted, inputs, k=3, exclude_seen=True)
     # then neither a nor b is recommended, and ranks run 1..3
     assert not {"a", "b"} & set(top["product_id"])
     assert top["rank"].tolist() == [1, 2, 3]

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from retention.cli_context import fail, open_context
+from cli.context import fail, open_context
 
 app = typer.Typer(
     help="Retention-campaign target lists: run, list, show, export, lift; customer states.",
@@ -44,7 +44,7 @@ def states(
     ],
 ) -> None:
     """Bring the champion recommender's customer states up to a date (what shop_extract runs)."""
-    from pipelines.campaigns.states import task_refresh_states
+    from pipelines.campaigns.state_cache import task_refresh_states
 
     kept = task_refresh_states(as_of)
     if kept == 0:

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from retention.cli_context import fail, open_context
+from cli.context import fail, open_context
+from training.families import FAMILY_NAMES
+
+if TYPE_CHECKING:
+    from training.train import TrainResult
 
 DATE_FORMATS = ["%Y-%m-%d"]
+FAMILY_HELP = "The model family: " + " | ".join(FAMILY_NAMES)
+
+
+def _check_family(name: str) -> None:
+    if name not in FAMILY_NAMES:
+        fail(f"--model must be one of: {', '.join(FAMILY_NAMES)} (got '{name}')")
 
 
 def train(
-    model: Annotated[str, typer.Option("--model", help="return | recommender")],
+    model: Annotated[str, typer.Option("--model", help=FAMILY_HELP)],
     as_of: Annotated[
         datetime | None,
         typer.Option("--as-of", formats=DATE_FORMATS, help="Use only data before this date (default: all)."),
@@ -31,17 +41,16 @@ def train(
     ] = None,
 ) -> None:
     """Train a model, evaluate it on the latest data, track it in MLflow and register a new version."""
-    from training.data import EventLogError
+    from feature_store.events import SOURCES, EventLogError
     from training.protocol import ProtocolError
     from training.train import train_model
 
-    if model not in ("return", "recommender"):
-        fail(f"--model must be one of: return, recommender (got '{model}')")
-    if source not in ("warehouse", "shop"):
-        fail(f"--source must be one of: warehouse, shop (got '{source}')")
+    _check_family(model)
+    if source not in SOURCES:
+        fail(f"--source must be one of: {', '.join(SOURCES)} (got '{source}')")
     settings, params, engine = open_context()
     try:
-        result = train_model(engine, settings, params, model, as_of, source)  # type: ignore[arg-type]
+        result = train_model(engine, settings, params, model, as_of, SOURCES[source])
     except (EventLogError, ProtocolError) as error:
         fail(str(error))
     finally:
@@ -53,7 +62,7 @@ def train(
         write_report(result, report_dir)
 
 
-def write_report(result, report_dir: Path) -> None:  # noqa: ANN001 (a training.train.TrainResult)
+def write_report(result: TrainResult, report_dir: Path) -> None:
     """The run's metrics with its MLflow run id and version, and its plots, for DVC (replaced atomically)."""
     import json
     import shutil
@@ -75,7 +84,9 @@ def write_report(result, report_dir: Path) -> None:  # noqa: ANN001 (a training.
 
 
 def backtest(
-    task: Annotated[str, typer.Option("--task", help="return | rec")],
+    model: Annotated[
+        str, typer.Option("--model", "--task", help=f"{FAMILY_HELP} (`--task` is EVALUATION.md's spelling)")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output folder (model files on top, baselines/ below).")],
     protocol: Annotated[str, typer.Option(help="temporal | leave-last")] = "temporal",
     as_of: Annotated[
@@ -98,19 +109,19 @@ def backtest(
     """Evaluate the model and its baselines by EVALUATION.md on the loaded event log; write the files."""
     import pandas as pd
 
-    from training.backtest import BacktestRequest, run_backtest
-    from training.data import EventLogError, read_event_log
-    from training.protocol import ProtocolError
+    from feature_store.events import EventLogError, read_event_log
+    from training.backtest import run_backtest
+    from training.families import BacktestRequest, family
+    from training.protocol import SPLIT_PROTOCOLS, ProtocolError
     from training.train import tracker_for
 
-    if task not in ("return", "rec"):
-        fail(f"--task must be one of: return, rec (got '{task}')")
-    if protocol not in ("temporal", "leave-last"):
-        fail(f"--protocol must be one of: temporal, leave-last (got '{protocol}')")
+    _check_family(model)
+    if protocol not in SPLIT_PROTOCOLS:
+        fail(f"--protocol must be one of: {', '.join(SPLIT_PROTOCOLS)} (got '{protocol}')")
     settings, params, engine = open_context()
     request = BacktestRequest(
-        task=task,  # type: ignore[arg-type]
-        protocol=protocol,  # type: ignore[arg-type]
+        family=model,
+        protocol=SPLIT_PROTOCOLS[protocol],
         as_of=pd.Timestamp(as_of) if as_of else None,
         horizon_days=horizon_days,
         exclude_seen=params.evaluation.exclude_seen if exclude_seen is None else exclude_seen,
@@ -126,7 +137,7 @@ def backtest(
         fail(str(error))
     finally:
         engine.dispose()
-    headline = "roc_auc" if task == "return" else f"ndcg@{min(params.evaluation.ks)}"
+    headline = family(model).primary_metric(params)
     for report in reports:
         typer.echo(
             f"{report.role:8} {report.name:16} {headline}={report.metrics[headline]:.4f}  ({report.folder})"

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from tests.training.recommender.conftest import log_from_sequences, pattern_sequences, small_params
-from training.recommender.sasrec import SASRecRecommender
-from training.recommender.states import CustomerStates, StateScorer, item_matrix, refresh_states
+from training.recommender.customer_states import CustomerStates, refresh_states
+from training.recommender.sasrec.recommender import SASRecRecommender
+from training.scoring import StateScorer
 
 AS_OF = pd.Timestamp("2024-06-01")
 BLENDS = {
@@ -31,15 +32,8 @@ def fitted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 def dense_scores(model: SASRecRecommender, states: CustomerStates) -> np.ndarray:
-    """Every score of the fused product, kNN part included, through `StateScorer` internals."""
-    scorer = StateScorer(model)
-    scores = states.vectors.astype(np.float64) @ item_matrix(model).astype(np.float64).T
-    if scorer.knn:
-        from training.recommender.states import knn_part
-
-        knn, constant = knn_part(model, states.tails)
-        scores += knn.toarray() + constant[:, None]
-    return scores
+    """Every score of the fused product (state vectors x item matrix), kNN part included, in float64."""
+    return model.fused_scores()(states.vectors.astype(np.float64), states.tails)
 
 
 def test_the_fused_product_equals_the_blended_scores(fitted: SASRecRecommender) -> None:

@@ -15,6 +15,7 @@ from feature_store.frames import Frames
 from feature_store.io import read_query
 
 Source = Literal["shop", "warehouse"]
+SOURCES: dict[str, Source] = {"warehouse": "warehouse", "shop": "shop"}  # by name, for option parsing
 TABLE_PREFIX: dict[str, str] = {"shop": "", "warehouse": "wh_"}
 EVENT_COLUMNS = ["event_id", "customer_id", "product_id", "event_type", "ts", "quantity", "price", "order_id"]
 PRODUCT_COLUMNS = ["product_id", "category", "title", "description", "price"]
@@ -106,7 +107,12 @@ def event_log_from_frames(
         The typed, sorted log.
     """
     events = events.copy()
-    defaults = {"event_type": "purchase", "quantity": 1, "price": np.nan, "order_id": None}
+    defaults: dict[str, str | int | float | None] = {
+        "event_type": "purchase",
+        "quantity": 1,
+        "price": np.nan,
+        "order_id": None,
+    }
     for column, value in defaults.items():
         if column not in events:
             events[column] = value

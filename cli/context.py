@@ -27,14 +27,16 @@ def load_context() -> tuple[Settings, Params]:
 
 
 def open_engine(settings: Settings) -> Engine:
-    """The migrated platform database (migrations are idempotent and quick when up to date)."""
-    from retention.db import create_db_engine, upgrade
+    """The platform database; one that is behind the code's schema exits with 2 and says so."""
+    from retention.context import SchemaBehind, open_platform_engine
 
-    upgrade(settings.database_url)
-    return create_db_engine(settings.database_url)
+    try:
+        return open_platform_engine(settings)
+    except SchemaBehind as error:
+        fail(str(error))
 
 
 def open_context() -> tuple[Settings, Params, Engine]:
-    """Settings, params and the migrated database; the caller disposes of the engine."""
+    """Settings, params and the checked database; the caller disposes of the engine."""
     settings, params = load_context()
     return settings, params, open_engine(settings)

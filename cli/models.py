@@ -5,26 +5,34 @@ from __future__ import annotations
 import getpass
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from retention.cli_context import fail, open_context
+from cli.context import fail, open_context
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from sqlalchemy import Engine
+
+    from retention.params import Params
+    from retention.settings import Settings
+from cli.training import FAMILY_HELP
 
 app = typer.Typer(help="Registered models: champion/challenger aliases, the gate, promotion and rollback.")
 
-Model = Annotated[str, typer.Option("--model", help="return | recommender")]
+Model = Annotated[str, typer.Option("--model", help=FAMILY_HELP)]
 
 
-def _client_and_name(model: str):  # noqa: ANN202
+def _client_and_name(model: str) -> tuple[Settings, Params, Engine, MlflowClient, str]:
     from mlflow import MlflowClient
 
-    from training.registry import RegistryError, registered_name
+    from training.families import UnknownFamily, family
 
     settings, params, engine = open_context()
     try:
-        name = registered_name(model)
-    except RegistryError as error:
+        name = family(model).registered_name
+    except UnknownFamily as error:
         engine.dispose()
         fail(str(error))
     return settings, params, engine, MlflowClient(tracking_uri=settings.mlflow_tracking_uri), name

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from retention.cli_context import fail, load_context, open_context
+from cli.context import fail, load_context, open_context
 
 app = typer.Typer(
     help="Feature store: definitions, offline materialisation, online store.", no_args_is_help=True
@@ -132,9 +132,12 @@ def refresh_online(
     settings, params, engine = open_context()
     try:
         end = data_end(engine)
-        if as_of is None and end is None:
+        if as_of is not None:
+            when = as_of
+        elif end is not None:
+            when = end.to_pydatetime()
+        else:
             fail("no published warehouse interval yet: run `retention extract` first, or give --as-of")
-        when = as_of or end.to_pydatetime()  # type: ignore[union-attr]
         features = checked_features(engine, when, params.features, QualityService(settings.gx_dir))
         rows = refresh(engine, when, params.features, features=features)
     except FeatureValidationError as error:

@@ -1,4 +1,4 @@
-"""`retention`: the one command-line entry point. Each subcommand is a thin call into a package."""
+"""`retention`: the one command-line entry point; the other modules of `cli` add their commands."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ from typing import Annotated
 
 import typer
 
-from retention.cli_context import fail, load_context, open_engine
+from cli.campaigns import app as campaigns_app
+from cli.context import fail, load_context, open_engine
+from cli.features import app as features_app
+from cli.models import app as models_app
+from cli.sentiment import app as sentiment_app
+from cli.serve import serve
+from cli.training import backtest, train
+from pipelines.main_job import format_counts, simulated_line
 
 app = typer.Typer(
     help="MLOps platform for e-commerce customer retention.",
@@ -37,11 +44,11 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
 
 @app.command()
 def init() -> None:
-    """Create or migrate the platform database to the newest schema."""
-    from retention.db.migrate import current_revision
+    """Create or migrate the platform database to the newest schema (the only command that migrates)."""
+    from retention.db.migrate import current_revision, upgrade
 
     settings, _ = load_context()
-    open_engine(settings).dispose()
+    upgrade(settings.database_url)
     typer.echo(f"database at revision {current_revision(settings.database_url)}")
 
 
@@ -85,11 +92,7 @@ def simulate(
         fail(str(error))
     finally:
         engine.dispose()
-    events = result.generated["events"]
-    typer.echo(
-        f"simulated {result.first_date} .. {result.last_date}: {events:,} events "
-        f"({events / max(result.seconds, 1e-9):,.0f}/s end to end); new rows: {_counts(result.inserted)}"
-    )
+    typer.echo(simulated_line(result))
 
 
 @app.command()
@@ -110,14 +113,15 @@ def ingest(
     """Validate files against the event-data contract and load them; all or nothing, idempotent."""
     from pipelines.ingest import IngestError, IngestRequest, parse_mapping
     from pipelines.ingest import ingest as run_ingest
+    from pipelines.ingest.load import FORMATS
     from retention.contract import ContractError
 
-    if format not in ("contract", "cdnow", "movielens"):
-        fail(f"--format must be one of: contract, cdnow, movielens (got '{format}')")
+    if format not in FORMATS:
+        fail(f"--format must be one of: {', '.join(FORMATS)} (got '{format}')")
     settings, params = load_context()
     engine = open_engine(settings)
     try:
-        request = IngestRequest(events, products, customers, reviews, format, parse_mapping(map))  # type: ignore[arg-type]
+        request = IngestRequest(events, products, customers, reviews, FORMATS[format], parse_mapping(map))
         started = time.perf_counter()
         result = run_ingest(engine, request, params.ingest)
     except (IngestError, ContractError) as error:
@@ -126,7 +130,7 @@ def ingest(
         engine.dispose()
     typer.echo(
         f"load {result.load_id}: read {result.rows_read:,} rows in {time.perf_counter() - started:.1f}s; "
-        f"new rows: {_counts(result.inserted)}"
+        f"new rows: {format_counts(result.inserted)}"
     )
 
 
@@ -198,7 +202,8 @@ def extract(
             last = datetime.combine(last_day, datetime.min.time())
             step_days = (last - first).days
         else:
-            first = datetime.combine(date.fromisoformat(start), datetime.min.time())  # type: ignore[arg-type]
+            assert start is not None  # `whole_period == (start is not None)` failed above
+            first = datetime.combine(date.fromisoformat(start), datetime.min.time())
             last = (
                 datetime.combine(date.fromisoformat(end), datetime.min.time())
                 if end
@@ -218,7 +223,7 @@ def extract(
         except BatchRejected as error:
             fail(str(error))
         typer.echo(
-            f"{interval_start.date()} .. {interval_end.date()}: published; new or changed rows: {_counts(changed)}"
+            f"{interval_start.date()} .. {interval_end.date()}: published; new or changed rows: {format_counts(changed)}"
         )
         published.append({"start": str(interval_start.date()), "end": str(interval_end.date())})
         interval_start = interval_end
@@ -278,122 +283,29 @@ def run(
     one initial load with the features, training and gating of both models (MLflow), and the
     campaign as of the period's end. Idempotent: a second run changes nothing.
     """
-    import json
-
-    import pandas as pd
-
-    from pipelines.campaigns.select import campaign_id
-    from pipelines.campaigns.store import CampaignNotFound, get_campaign
-    from pipelines.extract.publish import data_end
-    from pipelines.main_job import (
-        DATASETS,
-        MainJobError,
-        MainJobReport,
-        dag_test,
-        model_summaries,
-        render,
-        require,
-        run_airflow,
-        shop_period,
-        timed,
-    )
+    from pipelines.ingest import IngestError
+    from pipelines.main_job import DATASETS, MainJobError, render, run_main_job
+    from pipelines.simulate.run import SimulatorError
+    from retention.contract import ContractError
 
     if dataset != "simulated" and dataset not in DATASETS:
         fail(f"--dataset must be one of: simulated, {', '.join(DATASETS)} (got '{dataset}')")
     if dataset != "simulated" and data_path is None:
         fail(f"--dataset {dataset} needs --data-path (see README: Real datasets)")
     settings, params = load_context()
-    typer.echo(f"home: {settings.home}")
-    report = MainJobReport(settings.home, (date.min, date.min), logs=settings.home / "logs")
-
-    def migrate() -> None:
-        init()
-        run_airflow(["db", "migrate"], settings, "airflow-db-migrate")
-
-    def load() -> None:
-        if dataset == "simulated":
-            simulate()
-            return
-        fmt, files = DATASETS[dataset]
-        missing = [name for name in files.values() if not (data_path / name).exists()]  # type: ignore[operator]
-        if missing:
-            fail(f"--data-path {data_path} lacks {', '.join(missing)}")
-        ingest(
-            events=data_path / files["events"],
-            products=data_path / files["products"] if "products" in files else None,
-            format=fmt,
-        )  # type: ignore[operator]
-
     try:
-        timed(report, "migrate the platform database and Airflow's metadata", migrate, typer.echo)
-        timed(report, f"load the shop ({dataset})", load, typer.echo)
-        summary(json_out=settings.home / "reports" / "shop_summary.json")
-        engine = open_engine(settings)
-        start, end = report.period = shop_period(engine)
-        conf = json.dumps({"start": start.isoformat()})
-        timed(
-            report,
-            f"DAG shop_extract: {start} .. {end} as one initial load (GX, publish, sentiment, online features)",
-            lambda: dag_test("shop_extract", end, settings, conf),
-            typer.echo,
-        )
-        require(
-            (data_end(engine) or pd.Timestamp.min) >= pd.Timestamp(end),
-            f"shop_extract did not publish the period up to {end}",
-            settings,
-        )
-        timed(
-            report,
-            "DAG train_models: train, track, register and gate both models",
-            lambda: dag_test("train_models", end, settings),
-            typer.echo,
-        )
-        report.models = model_summaries(engine, settings)
-        require(any(m["decision"] for m in report.models), "train_models gated no model", settings)
-        if all(m["champion"] for m in report.models):
-            timed(
-                report,
-                f"DAG retention_campaign as of {end}",
-                lambda: dag_test("retention_campaign", end, settings),
-                typer.echo,
-            )
-            published = campaign_id(params.campaign.name, datetime.combine(end, datetime.min.time()))
-            try:
-                report.campaign = get_campaign(engine, published)
-            except CampaignNotFound:
-                require(False, f"retention_campaign did not publish {published}", settings)
-        else:
-            typer.echo(
-                "    a model has no champion (rejected by the gate, or not trained on this data): no campaign"
-            )
-        engine.dispose()
-    except MainJobError as error:
+        report = run_main_job(settings, params, dataset, data_path, typer.echo)
+    except (MainJobError, IngestError, ContractError, SimulatorError) as error:
         fail(str(error))
     typer.echo(render(report, settings))
 
 
-def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{table} {n:,}" for table, n in counts.items())
-
-
-from training.cli import backtest, train  # noqa: E402 (commands of other packages after this module's)
-
 app.command()(train)
 app.command()(backtest)
-from serving.cli import serve  # noqa: E402
-
 app.command()(serve)
-from feature_store.sentiment_cli import app as sentiment_app  # noqa: E402 (sub-apps after the commands)
-
 app.add_typer(sentiment_app, name="sentiment")
-from feature_store.cli import app as features_app  # noqa: E402
-
 app.add_typer(features_app, name="features")
-from training.models_cli import app as models_app  # noqa: E402
-
 app.add_typer(models_app, name="models")
-from pipelines.campaigns.cli import app as campaigns_app  # noqa: E402
-
 app.add_typer(campaigns_app, name="campaigns")
 
 

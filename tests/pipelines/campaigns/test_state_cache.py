@@ -8,13 +8,13 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from feature_store.events import read_event_log
 from pipelines.campaigns.run import build, read_staged
-from pipelines.campaigns.states import STATES_DIR, current_states, states_path, task_refresh_states
+from pipelines.campaigns.state_cache import STATES_DIR, current_states, states_path, task_refresh_states
 from retention.db import create_db_engine
 from retention.settings import Settings
-from training.data import read_event_log
-from training.gate import load_native
-from training.recommender.states import CustomerStates
+from training.recommender.customer_states import CustomerStates
+from training.registry import load_native
 
 AS_OF = datetime(2026, 4, 1)
 NAME = "retention-recommender"
@@ -88,7 +88,7 @@ def test_without_a_champion_there_is_nothing_to_materialise(isolated_env) -> Non
 def test_the_cli_warms_the_states(on_trained_platform) -> None:  # noqa: ANN001
     from typer.testing import CliRunner
 
-    from retention.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, ["campaigns", "states", "--as-of", "2026-04-01"])
     assert result.exit_code == 0, result.output

@@ -1,11 +1,13 @@
-"""The champion recommender's materialised customer states, kept current as the warehouse grows.
+"""The campaign's cache of the champion recommender's materialised customer states, kept current.
 
-`shop_extract` refreshes them after each published interval, recomputing only the customers whose
-last items changed, so a campaign finds them current and ranks products for every target with one
-matrix multiply (`training/recommender/states.py`). The campaign calls `current_states` too: states
-that do not match its history (another champion, a backfill, a missed refresh) are refreshed there.
-Only states at or after the saved ones' as-of replace the saved file, so a backfill never rolls the
-states back; the file of a replaced champion is removed.
+The states themselves are `training/recommender/customer_states.py`; this module keeps one file of
+them per registered version under the platform home. `shop_extract` refreshes them after each
+published interval, recomputing only the customers whose last items changed, so a campaign finds
+them current and ranks products for every target with one matrix multiply (`training/scoring.py`).
+The campaign calls `current_states` too: states that do not match its history (another champion, a
+backfill, a missed refresh) are refreshed there. Only states at or after the saved ones' as-of
+replace the saved file, so a backfill never rolls the states back; the file of a replaced champion
+is removed.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from feature_store.events import EventLog
 from retention.settings import Settings
-from training.data import EventLog
-from training.recommender.states import CustomerStates, refresh_states
+from training.recommender.customer_states import CustomerStates, refresh_states
 
 log = logging.getLogger("retention.campaigns")
 STATES_DIR = "customer_states"  # under the platform home
@@ -83,13 +85,14 @@ def task_refresh_states(as_of: datetime, settings: Settings | None = None) -> in
     """
     from mlflow import MlflowClient
 
-    from pipelines.extract.run import naive_utc, session
-    from training.data import read_event_log
-    from training.gate import load_native
-    from training.registry import CHAMPION, REGISTERED_NAMES, alias_version
+    from feature_store.events import read_event_log
+    from retention.clock import naive_utc
+    from retention.context import platform_session
+    from training.families import family
+    from training.registry import CHAMPION, alias_version, load_native
 
-    with session(settings) as (settings, _, engine):
-        name = REGISTERED_NAMES["recommender"]
+    with platform_session(settings) as (settings, _, engine):
+        name = family("recommender").registered_name
         client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
         version = alias_version(client, name, CHAMPION)
         if version is None:

@@ -1,4 +1,4 @@
-"""Evaluation only: the simulator's latent tone of a review text, recovered from its vocabulary.
+"""Evaluation only: the simulated shop's latent tone of a review text, recovered from its vocabulary.
 
 The simulated shop writes each review text from one tone (negative, neutral, positive) drawn
 from the customer's latent satisfaction, independently of the star rating. The tone is read back

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from retention.cli_context import fail, open_context
+from cli.context import fail, open_context
 
 app = typer.Typer(help="Review text sentiment: train the head, score reviews.", no_args_is_help=True)
 
@@ -26,10 +26,11 @@ def train(
     """Train the sentiment head on rating-labelled warehouse reviews and print its held-out quality."""
     from feature_store.sentiment import SentimentError
     from feature_store.sentiment import train as train_model
+    from pipelines.simulate.tone import tone_agreement
 
     settings, params, engine = open_context()
     try:
-        result = train_model(engine, settings, params.sentiment, trained_before=before)
+        result = train_model(engine, settings, params.sentiment, before, judge_tone=tone_agreement)
     except SentimentError as error:
         fail(str(error))
     finally:

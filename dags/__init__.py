@@ -1,0 +1,1 @@
+"""Airflow DAG files: wiring only; every task body is one call into `pipelines`."""

@@ -18,12 +18,15 @@ run: install
 repro: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-## The default test suite (fast; slow tests are marked and run by test-slow).
+## The default test suite (under 10 minutes on 2 cores): pyproject's addopts deselect the
+## `slow` and `integration` markers.
 test: install browser
 	$(BIN)/python -m pytest
 
+## What `test` leaves out: Airflow DAG runs, the native service stack, DVC and multi-minute
+## pipelines (`slow or integration`). CI runs both targets.
 test-slow: install browser
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -m "slow or integration"
 
 bench: install
 	$(BIN)/python benchmarks/simulator_throughput.py

@@ -61,6 +61,7 @@ def test_main_job_simulates_loads_and_summarises(migrated_home: Path) -> None:
     assert "simulated 2026-01-15 .. 2026-01-17" in appended.output
 
 
+@pytest.mark.integration  # every DAG through `airflow dags test` subprocesses, twice: ~8 minutes on 2 cores
 def test_main_job_runs_the_dags_from_extraction_to_the_campaign(
     isolated_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -68,6 +68,7 @@ def _dvc(args: list[str], root: Path, env: dict[str, str]) -> str:
     return result.stdout
 
 
+@pytest.mark.slow  # the whole pipeline (both models trained) through `dvc repro`, then a no-op repro: minutes
 def test_dvc_repro_reproduces_the_pipeline_and_its_mlflow_metrics(
     project: tuple[Path, dict[str, str]],
 ) -> None:

@@ -92,3 +92,22 @@ def copy_database(platform: TrainedPlatform, folder: Path) -> str:
     target = folder / "retention-copy.db"
     shutil.copyfile(platform.home / "retention.db", target)
     return f"sqlite:///{target}"
+
+
+def private_platform(platform: TrainedPlatform, root: Path) -> TrainedPlatform:
+    """A copy of the platform that tests may change (register versions, move aliases, audit): the same
+    trained state without training again. Its home holds copies of both databases; the logged
+    artifacts of the copied runs stay where they are (only read), and the experiments' artifact
+    location is moved into the new home, so runs logged on the copy never write into the original.
+    """
+    import sqlite3
+    from contextlib import closing
+
+    home = root / "home"
+    shutil.copytree(platform.home, home, ignore=shutil.ignore_patterns("mlartifacts"))
+    with closing(sqlite3.connect(home / "mlflow.db")) as connection, connection:
+        connection.execute(
+            "UPDATE experiments SET artifact_location = replace(artifact_location, ?, ?)",
+            (platform.home.resolve().as_uri(), home.resolve().as_uri()),
+        )
+    return TrainedPlatform(home, platform.params_path, platform.as_of)

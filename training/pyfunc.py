@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from training.scoring import recommend_inputs
 
 
-class _Wrapper(mlflow.pyfunc.PythonModel):
+class _Wrapper(PythonModel):
     def __init__(self, model: Any = None) -> None:
         self._model = model
 

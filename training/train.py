@@ -110,7 +110,14 @@ def train_model(
         )
         name = run.data.params["model"]
         return TrainResult(
-            name, reused_run, registered, reused_version, dict(run.data.metrics), as_of_ts, folder, reused=True
+            name,
+            reused_run,
+            registered,
+            reused_version,
+            dict(run.data.metrics),
+            as_of_ts,
+            folder,
+            reused=True,
         )
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

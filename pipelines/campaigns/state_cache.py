@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -22,14 +23,20 @@ from feature_store.events import EventLog
 from retention.settings import Settings
 from training.recommender.customer_states import CustomerStates, refresh_states
 
+if TYPE_CHECKING:
+    from training.recommender.sasrec import SASRecRecommender
+
 log = logging.getLogger("retention.campaigns")
 STATES_DIR = "customer_states"  # under the platform home
 
 
-def history_fingerprint(model, history: EventLog) -> tuple[int, str]:  # noqa: ANN001
+def history_fingerprint(model: SASRecRecommender, history: EventLog) -> tuple[int, str]:
     """(number, latest time) of the history's events that make the model's sequences."""
+    config = model.sequence_config
+    if config is None:
+        raise RuntimeError("the recommender has no sequence config: fit or load it first")
     events = history.events
-    used = events[events["event_type"].isin(list(model.sequence_config.event_types))]
+    used = events[events["event_type"].isin(list(config.event_types))]
     return len(used), ("" if used.empty else pd.Timestamp(used["ts"].max()).isoformat())
 
 
@@ -40,7 +47,7 @@ def states_path(settings: Settings, model_name: str, version: str) -> Path:
 
 def current_states(
     settings: Settings,
-    model,  # noqa: ANN001
+    model: SASRecRecommender,
     model_name: str,
     version: str,
     history: EventLog,

@@ -112,6 +112,7 @@ def test_campaign_dag_runs_on_the_schedule_of_params_yaml(airflow_env: dict[str,
     assert report == load_params(ROOT / "params.yaml").campaign.schedule
 
 
+@pytest.mark.integration  # Airflow subprocesses (db migrate, dags test): a minute or more
 def test_shop_simulator_runs_its_interval_once(airflow_env: dict[str, str], isolated_env: Path) -> None:
     _run([str(BIN / "airflow"), "db", "migrate"], airflow_env)
     _run([str(BIN / "airflow"), "dags", "test", "shop_simulator", "2026-01-05"], airflow_env)
@@ -138,6 +139,7 @@ def _warehouse(engine) -> dict:  # noqa: ANN001
     return counts
 
 
+@pytest.mark.integration  # Airflow subprocesses (db migrate, dags test): a minute or more
 def test_shop_extract_publishes_refreshes_features_and_reruns_idempotently(
     airflow_env: dict[str, str], isolated_env: Path
 ) -> None:
@@ -186,6 +188,7 @@ def test_a_30_day_backfill_through_airflow_publishes_every_day(
         engine.dispose()
 
 
+@pytest.mark.integration  # Airflow subprocesses (db migrate, dags test): a minute or more
 def test_train_models_registers_both_models_and_reruns_without_retraining(
     airflow_env: dict[str, str], isolated_env: Path, tmp_path: Path
 ) -> None:
@@ -247,6 +250,7 @@ def platform_airflow_env(airflow_env: dict[str, str], on_trained_platform) -> di
     return env
 
 
+@pytest.mark.integration  # Airflow subprocesses (db migrate, dags test): a minute or more
 def test_campaign_dag_publishes_a_validated_list_and_reruns_idempotently(
     platform_airflow_env: dict[str, str],
 ) -> None:
@@ -270,6 +274,7 @@ def test_campaign_dag_publishes_a_validated_list_and_reruns_idempotently(
     assert (export["arm"] == "control").sum() == n_control
 
 
+@pytest.mark.integration  # Airflow subprocesses (db migrate, dags test): a minute or more
 def test_campaign_dag_fails_and_publishes_nothing_when_gx_rejects_the_list(
     platform_airflow_env: dict[str, str],
 ) -> None:

@@ -27,6 +27,7 @@ def small_shop(migrated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     """A 300-customer, 90-day shop and params with short training (the models' code paths, quickly)."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["training"].update(max_epochs=3)
+    params["recommender"]["sasrec"].update(max_epochs=3)  # its own bound (200 in params.yaml)
     small = tmp_path / "params.yaml"
     small.write_text(yaml.safe_dump(params))
     monkeypatch.setenv("RETENTION_PARAMS", str(small))

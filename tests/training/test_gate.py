@@ -29,11 +29,11 @@ NAME = "retention-return"
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    """A private trained platform (these tests move aliases); version 1 is the champion."""
-    from tests.trained_platform import build_platform
+def platform(trained_platform, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN201
+    """A private copy of the trained platform (these tests move aliases); version 1 is the champion."""
+    from tests.trained_platform import private_platform
 
-    return build_platform(tmp_path_factory.mktemp("gate-platform"))
+    return private_platform(trained_platform, tmp_path_factory.mktemp("gate-platform"))
 
 
 @pytest.fixture

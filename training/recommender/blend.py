@@ -116,7 +116,7 @@ class FixedScores:
         """Nothing to fit: the scores are given."""
 
     def score(self, users: np.ndarray) -> np.ndarray:
-        return self.scores[self.rows.get_indexer(np.asarray(users, dtype=str))]
+        return self.scores[self.rows.get_indexer(pd.Index(np.asarray(users, dtype=str)))]
 
 
 def sample_users(split: RecSplit, most: int, seed: int) -> RecSplit:

@@ -106,10 +106,28 @@ def _validated(folder: Path) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def built_list(trained_platform, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:  # noqa: ANN001
+    """The list built once for this module (scoring is the slow part), on a private copy of the
+    platform; returns (its home, the staged folder). Tests get their own copy through `staged`."""
+    from tests.trained_platform import copy_database
+
+    folder = tmp_path_factory.mktemp("built-list")
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in trained_platform.env.items():
+            patch.setenv(key, value)
+        patch.setenv("RETENTION_HOME", str(folder / "home"))
+        patch.setenv("RETENTION_DATABASE_URL", copy_database(trained_platform, folder))
+        patch.delenv("AIRFLOW_HOME", raising=False)
+        return folder / "home", build(AS_OF)
+
+
 @pytest.fixture
-def staged(on_trained_platform, tmp_path: Path) -> Path:  # noqa: ANN001
-    """A freshly built (not yet validated) list."""
-    return build(AS_OF)
+def staged(built_list: tuple[Path, Path], on_trained_platform) -> Path:  # noqa: ANN001
+    """A freshly built (not yet validated) list: a private copy of the module's build, staged where
+    `build` stages it in this test's home, beside a private copy of the platform database."""
+    home, folder = built_list
+    return Path(shutil.copytree(folder, Settings.from_env().home / folder.relative_to(home)))
 
 
 def _corrupt(folder: Path, how: str) -> str:

@@ -4,6 +4,7 @@ reused by the campaign when current, never rolled back by a backfill, and rankin
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -77,8 +78,8 @@ def test_a_backfill_refreshes_in_memory_but_never_rolls_the_saved_states_back(on
     assert CustomerStates.load(path).as_of == pd.Timestamp(AS_OF).isoformat()
 
 
-def test_without_a_champion_there_is_nothing_to_materialise(isolated_env) -> None:  # noqa: ANN001
-    # given a platform where nothing was trained
+def test_without_a_champion_there_is_nothing_to_materialise(migrated_home: Path) -> None:
+    # given a (migrated) platform where nothing was trained
     settings = Settings.from_env()
     # when the extract task refreshes the states, then it does nothing and writes no file
     assert task_refresh_states(AS_OF) == 0

@@ -54,11 +54,11 @@ class SASRecModule(pl.LightningModule):
         hidden = self.net(inputs)[has_target]  # (M, H): only positions with a next item
         targets = targets[has_target]  # (M, K)
         valid = targets != PAD
-        if self.hparams.softmax == "full":
+        if self.hparams["softmax"] == "full":
             log_probs = F.log_softmax(self.net.scores(hidden), dim=-1)  # (M, n_items + 1)
             return -log_probs.gather(1, targets)[valid].mean()
         vectors = self.net.item_vectors()
-        negatives = torch.randint(1, vectors.shape[0], (self.hparams.negatives,), device=targets.device)
+        negatives = torch.randint(1, vectors.shape[0], (self.hparams["negatives"],), device=targets.device)
         negative = hidden @ vectors[negatives].T  # (M, negatives)
         for column in targets.T:  # a negative that is one of the row's targets is no negative
             negative = negative.masked_fill(negatives.unsqueeze(0) == column.unsqueeze(1), float("-inf"))
@@ -86,7 +86,7 @@ class SASRecModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+            self.parameters(), lr=self.hparams["learning_rate"], weight_decay=self.hparams["weight_decay"]
         )
 
 
@@ -111,7 +111,9 @@ class NextItemDataModule(pl.LightningDataModule):
         self.val = TensorDataset(torch.from_numpy(a.val_inputs), torch.from_numpy(a.val_targets))
 
     def train_dataloader(self) -> DataLoader:
+        assert self.train is not None, "setup() builds the datasets first"
         return DataLoader(self.train, batch_size=self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
+        assert self.val is not None, "setup() builds the datasets first"
         return DataLoader(self.val, batch_size=self.batch_size)

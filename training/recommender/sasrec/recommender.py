@@ -13,7 +13,7 @@ import torch
 from scipy import sparse
 
 from feature_store.events import EventLog
-from retention.params import Params
+from retention.params import Params, SASRecParams
 from training.protocol import RecSplit
 from training.recommender.baselines import interactions, item_similarity, popularity_counts
 from training.recommender.blend import BlendParts, blend_grid, choose_weights, sample_users
@@ -196,12 +196,22 @@ class SASRecRecommender:
     def _blend_weights(self) -> tuple[float, float, float]:
         """(mf, popularity, knn) weights: `tune`'s choice, else the configured ones."""
         if self.tuning is not None:
-            return tuple(float(self.tuning[f"{part}_weight"]) for part in ("mf", "popularity", "knn"))  # type: ignore[return-value]
-        config = self.params.recommender.sasrec  # type: ignore[union-attr]
+            chosen = self.tuning
+            return (
+                float(chosen["mf_weight"]),
+                float(chosen["popularity_weight"]),
+                float(chosen["knn_weight"]),
+            )
+        config = self._sasrec_params()
         return config.mf_weight, config.popularity_weight, config.knn_weight
 
+    def _sasrec_params(self) -> SASRecParams:
+        if self.params is None:
+            raise RuntimeError("this recommender was loaded without params: it cannot be fitted")
+        return self.params.recommender.sasrec
+
     def _net_config(self, text: np.ndarray | None) -> NetConfig:
-        config = self.params.recommender.sasrec  # type: ignore[union-attr]
+        config = self._sasrec_params()
         return NetConfig(
             n_items=self.index.size,
             max_length=config.max_length,

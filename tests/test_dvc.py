@@ -36,10 +36,10 @@ def _copy_project(target: Path) -> None:
             shutil.copy2(source, target / name)
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """A git repository with the project, small training parameters, and its environment."""
-    root = tmp_path / "clone"
+    root = tmp_path_factory.mktemp("dvc") / "clone"
     _copy_project(root)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["simulate"].update(customers=300, days=60)
@@ -68,12 +68,19 @@ def _dvc(args: list[str], root: Path, env: dict[str, str]) -> str:
     return result.stdout
 
 
+@pytest.fixture(scope="module")
+def reproduced(project: tuple[Path, dict[str, str]]) -> tuple[Path, dict[str, str], str]:
+    """The project after its first `dvc repro`, with that repro's output (one pipeline run per module:
+    the experiment below changes one parameter of it, so only the stages that depend on it rerun)."""
+    root, env = project
+    return root, env, _dvc(["repro"], root, env)
+
+
 @pytest.mark.slow  # the whole pipeline (both models trained) through `dvc repro`, then a no-op repro: minutes
 def test_dvc_repro_reproduces_the_pipeline_and_its_mlflow_metrics(
-    project: tuple[Path, dict[str, str]],
+    reproduced: tuple[Path, dict[str, str], str],
 ) -> None:
-    root, env = project
-    output = _dvc(["repro"], root, env)
+    root, env, output = reproduced  # the first repro of the fresh project
     for stage in STAGES:
         assert f"Running stage '{stage}'" in output
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'var' / 'mlflow.db'}")
@@ -93,8 +100,8 @@ def test_dvc_repro_reproduces_the_pipeline_and_its_mlflow_metrics(
 
 
 @pytest.mark.slow
-def test_dvc_exp_run_sets_a_parameter(project: tuple[Path, dict[str, str]]) -> None:
-    root, env = project
+def test_dvc_exp_run_sets_a_parameter(reproduced: tuple[Path, dict[str, str], str]) -> None:
+    root, env, _ = reproduced
     _dvc(["exp", "run", "-S", "return.hidden_size=16", "--name", "small-net"], root, env)
     table = json.dumps(json.loads(_dvc(["exp", "show", "--json"], root, env)))
     assert "small-net" in table and '"hidden_size": 16' in table

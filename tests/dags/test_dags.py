@@ -112,7 +112,7 @@ def test_campaign_dag_runs_on_the_schedule_of_params_yaml(airflow_env: dict[str,
     assert report == load_params(ROOT / "params.yaml").campaign.schedule
 
 
-@pytest.mark.integration  # Airflow subprocesses (db migrate, dags test): a minute or more
+# The default suite's one real DAG run (~30 s); the other DAG runs are marked `integration`.
 def test_shop_simulator_runs_its_interval_once(airflow_env: dict[str, str], isolated_env: Path) -> None:
     _run([str(BIN / "airflow"), "db", "migrate"], airflow_env)
     _run([str(BIN / "airflow"), "dags", "test", "shop_simulator", "2026-01-05"], airflow_env)
@@ -197,6 +197,7 @@ def test_train_models_registers_both_models_and_reruns_without_retraining(
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["training"].update(max_epochs=2)
+    params["recommender"]["sasrec"].update(max_epochs=2)  # SASRec's own bound (200 in params.yaml)
     params["return"].update(ensemble=1)
     small = tmp_path / "params.yaml"
     small.write_text(yaml.safe_dump(params))

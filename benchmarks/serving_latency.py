@@ -39,10 +39,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the platform builder lives with the tests (tests/trained_platform.py)
 
+from feature_store.events import read_customer_log  # noqa: E402
 from pipelines.campaigns.score import active_products  # noqa: E402
 from retention.db import create_db_engine  # noqa: E402
 from retention.settings import Settings  # noqa: E402
-from serving.customers import read_customer_log, recommend  # noqa: E402
+from serving.customers import recommend  # noqa: E402
 from serving.models import ChampionModels  # noqa: E402
 from tests.trained_platform import AS_OF, TrainedPlatform, build_platform  # noqa: E402
 

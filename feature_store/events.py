@@ -133,6 +133,75 @@ def event_log_from_frames(
     return EventLog(events, products[PRODUCT_COLUMNS].reset_index(drop=True), customers, reviews)
 
 
+NO_CUTOFF = datetime(9999, 1, 1)  # `before` when nothing is cut
+
+
+def _read_tables(
+    engine: Engine, prefix: str, before: datetime | None, customer_id: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Events, products, customers and reviews (with sentiment) before `before`; with `customer_id`,
+    only that customer's rows and the products they touched. The one place that spells this SQL."""
+    where: dict[str, object] = {"before": before or NO_CUTOFF}
+    own = own_reviews = ""
+    products_filter = customers_filter = ""
+    if customer_id is not None:
+        where["customer"] = customer_id
+        own, own_reviews = " AND customer_id = :customer", " AND r.customer_id = :customer"
+        products_filter = (
+            f" WHERE product_id IN (SELECT product_id FROM {prefix}events "
+            "WHERE customer_id = :customer AND ts < :before)"
+        )
+        customers_filter = " WHERE customer_id = :customer"
+    with engine.connect() as connection:
+        events = read_query(
+            connection,
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM {prefix}events WHERE ts < :before{own}",
+            where,
+            EVENT_COLUMNS,
+            ["ts"],
+            ["quantity", "price"],
+        )
+        products = read_query(
+            connection,
+            f"SELECT {', '.join(PRODUCT_COLUMNS)} FROM {prefix}products{products_filter}",
+            where,
+            PRODUCT_COLUMNS,
+            (),
+            ["price"],
+        )
+        customers = read_query(
+            connection,
+            f"SELECT {', '.join(CUSTOMER_COLUMNS)} FROM {prefix}customers{customers_filter}",
+            where,
+            CUSTOMER_COLUMNS,
+            ["signup_date"],
+        )
+        reviews = read_query(
+            connection,
+            f"SELECT r.customer_id, r.review_id, r.product_id, r.ts, r.rating, s.score FROM {prefix}reviews r "
+            f"LEFT JOIN review_sentiment s ON s.review_id = r.review_id WHERE r.ts < :before{own_reviews}",
+            where,
+            REVIEW_COLUMNS,
+            ["ts"],
+            ["rating", "score"],
+        )
+    return events, products, customers, reviews
+
+
+def read_customer_log(engine: Engine, customer_id: str, before: datetime | None = None) -> EventLog:
+    """One customer's event log from the warehouse (the catalogue limited to the products they touched).
+
+    Args:
+        engine: the platform database.
+        customer_id: the customer.
+        before: if given, only events and reviews before it are read.
+
+    Returns:
+        The typed, sorted log (empty when the customer has no event).
+    """
+    return event_log_from_frames(*_read_tables(engine, TABLE_PREFIX["warehouse"], before, customer_id))
+
+
 def read_event_log(engine: Engine, source: Source = "shop", before: datetime | None = None) -> EventLog:
     """Read the whole event log of the platform database.
 
@@ -150,41 +219,7 @@ def read_event_log(engine: Engine, source: Source = "shop", before: datetime | N
     """
     if source not in TABLE_PREFIX:
         raise EventLogError(f"source must be one of: {', '.join(TABLE_PREFIX)} (got '{source}')")
-    prefix = TABLE_PREFIX[source]
-    until = {"before": before or datetime(9999, 1, 1)}
-    with engine.connect() as connection:
-        events = read_query(
-            connection,
-            f"SELECT {', '.join(EVENT_COLUMNS)} FROM {prefix}events WHERE ts < :before",
-            until,
-            EVENT_COLUMNS,
-            ["ts"],
-            ["quantity", "price"],
-        )
-        products = read_query(
-            connection,
-            f"SELECT {', '.join(PRODUCT_COLUMNS)} FROM {prefix}products",
-            {},
-            PRODUCT_COLUMNS,
-            (),
-            ["price"],
-        )
-        customers = read_query(
-            connection,
-            f"SELECT {', '.join(CUSTOMER_COLUMNS)} FROM {prefix}customers",
-            {},
-            CUSTOMER_COLUMNS,
-            ["signup_date"],
-        )
-        reviews = read_query(
-            connection,
-            f"SELECT r.customer_id, r.review_id, r.product_id, r.ts, r.rating, s.score FROM {prefix}reviews r "
-            "LEFT JOIN review_sentiment s ON s.review_id = r.review_id WHERE r.ts < :before",
-            until,
-            REVIEW_COLUMNS,
-            ["ts"],
-            ["rating", "score"],
-        )
+    events, products, customers, reviews = _read_tables(engine, TABLE_PREFIX[source], before, None)
     if not (events["event_type"] == "purchase").any():
         hint = (
             "load data first (retention ingest)"

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 
 from feature_store.definitions import feature_version
+from feature_store.events import read_customer_log
 from feature_store.online import read_online
 from pipelines.campaigns.run import EXPORT_FORMATS
 from pipelines.campaigns.score import active_products
@@ -34,7 +35,6 @@ from serving.customers import (
     NotScored,
     churn_score,
     customer_exists,
-    read_customer_log,
     recommend,
 )
 from serving.models import ChampionModels, NoChampion

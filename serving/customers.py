@@ -27,21 +27,12 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
 
-from feature_store.events import (
-    CUSTOMER_COLUMNS,
-    EVENT_COLUMNS,
-    PRODUCT_COLUMNS,
-    REVIEW_COLUMNS,
-    EventLog,
-    event_log_from_frames,
-)
-from feature_store.io import read_query
+from feature_store.events import EventLog
 from retention.db.warehouse import WAREHOUSE
 from training.churn.dataset import CustomerInputs
 from training.scoring import churn_frame, recommend_history
 
 POPULATION_RELATIVE = ("rfm_r", "rfm_f", "rfm_m")  # numeric features ranked over the population
-NO_CUTOFF = datetime(9999, 1, 1)
 
 
 class NotScored(LookupError):
@@ -75,56 +66,6 @@ def customer_exists(engine: Engine, customer_id: str) -> bool:
             select(customers.c.customer_id).where(customers.c.customer_id == customer_id)
         ).first()
     return found is not None
-
-
-def read_customer_log(engine: Engine, customer_id: str, before: datetime | None = None) -> EventLog:
-    """One customer's event log from the warehouse (the catalogue limited to the products they touched).
-
-    Args:
-        engine: the platform database.
-        customer_id: the customer.
-        before: if given, only events and reviews before it are read.
-
-    Returns:
-        The typed, sorted log (empty when the customer has no event).
-    """
-    where = {"customer": customer_id, "before": before or NO_CUTOFF}
-    with engine.connect() as connection:
-        events = read_query(
-            connection,
-            f"SELECT {', '.join(EVENT_COLUMNS)} FROM wh_events WHERE customer_id = :customer AND ts < :before",
-            where,
-            EVENT_COLUMNS,
-            ["ts"],
-            ["quantity", "price"],
-        )
-        products = read_query(
-            connection,
-            f"SELECT {', '.join(PRODUCT_COLUMNS)} FROM wh_products WHERE product_id IN "
-            "(SELECT product_id FROM wh_events WHERE customer_id = :customer AND ts < :before)",
-            where,
-            PRODUCT_COLUMNS,
-            (),
-            ["price"],
-        )
-        customers = read_query(
-            connection,
-            f"SELECT {', '.join(CUSTOMER_COLUMNS)} FROM wh_customers WHERE customer_id = :customer",
-            where,
-            CUSTOMER_COLUMNS,
-            ["signup_date"],
-        )
-        reviews = read_query(
-            connection,
-            "SELECT r.customer_id, r.review_id, r.product_id, r.ts, r.rating, s.score FROM wh_reviews r "
-            "LEFT JOIN review_sentiment s ON s.review_id = r.review_id "
-            "WHERE r.customer_id = :customer AND r.ts < :before",
-            where,
-            REVIEW_COLUMNS,
-            ["ts"],
-            ["rating", "score"],
-        )
-    return event_log_from_frames(events, products, customers, reviews)
 
 
 def recommend(

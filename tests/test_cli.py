@@ -62,6 +62,7 @@ def test_main_job_simulates_loads_and_summarises(migrated_home: Path) -> None:
 
 
 @pytest.mark.integration  # every DAG through `airflow dags test` subprocesses, twice: ~8 minutes on 2 cores
+@pytest.mark.timeout(1800)  # a hang guard above the suite's 600 s: this test alone takes ~8 minutes
 def test_main_job_runs_the_dags_from_extraction_to_the_campaign(
     isolated_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,12 +7,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from feature_store.events import EventLog, read_event_log
+from feature_store.events import EventLog, read_customer_log, read_event_log
 from feature_store.online import read_online
 from pipelines.campaigns.score import active_products
 from serving.customers import (
     churn_states,
-    read_customer_log,
     recommend,
 )
 from tests.serving.conftest import MARKETING_TOKEN, Served, auth

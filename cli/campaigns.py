@@ -31,10 +31,14 @@ def run(
         published = run_campaign(as_of)
     except (CampaignError, CampaignRejected) as error:
         fail(str(error))
+    summary = published.get("summary") or {}
     typer.echo(
-        f"{published['campaign_id']}: {published['n_targets']:,} targets "
-        f"({published['n_control']:,} control); exports: {published['exports'].get('csv')}"
+        f"{published['campaign_id']}: {published['policy']} policy; {published['n_targets']:,} listed "
+        f"({published['n_control']:,} held out); offers {summary.get('offer_mix', {})}; "
+        f"exports: {published['exports'].get('csv')}"
     )
+    if summary.get("policy_reason"):
+        typer.echo(f"  why: {summary['policy_reason']}")
 
 
 @app.command()
@@ -69,7 +73,8 @@ def list_() -> None:
         measured = (c["lift"] or {}).get("lift")
         lift = "pending" if c["lift"] is None else "n/a" if measured is None else f"{measured:+.3f}"
         typer.echo(
-            f"{c['campaign_id']:<28} targets {c['n_targets']:>6,}  control {c['control_share']:.1%}  lift {lift}"
+            f"{c['campaign_id']:<28} {c['policy']:<7} listed {c['n_targets']:>6,}  "
+            f"control {c['control_share']:.1%}  lift {lift}"
         )
 
 

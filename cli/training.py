@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.context import fail, open_context
+from cli.context import fail, load_context, open_context
 from training.families import FAMILY_NAMES
 
 if TYPE_CHECKING:
@@ -105,11 +105,37 @@ def backtest(
     track: Annotated[
         bool, typer.Option("--track/--no-track", help="Log every model as an MLflow run.")
     ] = True,
+    train_log: Annotated[
+        Path | None, typer.Option("--train", help="uplift: the training campaign log (CSV).")
+    ] = None,
+    test_customers: Annotated[
+        Path | None, typer.Option("--test", help="uplift: the customers to score (CSV: id + features).")
+    ] = None,
+    control: Annotated[str | None, typer.Option(help="uplift: the control arm's name in the log.")] = None,
+    outcome: Annotated[str | None, typer.Option(help="uplift: the outcome column to model.")] = None,
+    arm_col: Annotated[str, typer.Option("--arm-col", help="uplift: the arm column.")] = "arm",
+    id_col: Annotated[str, typer.Option("--id-col", help="uplift: the customer id column.")] = "user_id",
+    file_format: Annotated[
+        str, typer.Option("--format", help="uplift: log (the contract's columns) | hillstrom (hillstrom.csv)")
+    ] = "log",
+    learner: Annotated[
+        str | None, typer.Option(help="uplift: the learner (default: params.yaml uplift.learner).")
+    ] = None,
 ) -> None:
-    """Evaluate the model and its baselines by EVALUATION.md on the loaded event log; write the files."""
+    """Evaluate the model and its baselines by EVALUATION.md on the loaded event log; write the files.
+
+    `--task uplift --train LOG.csv --test CUSTOMERS.csv --control NAME --outcome COL` is the files-in,
+    files-out uplift backtest (EVALUATION.md task 3) instead: it needs no database.
+    """
+    uplift_files = (train_log, test_customers, control, outcome)
+    if model == "uplift" and (any(v is not None for v in uplift_files) or model not in FAMILY_NAMES):
+        _uplift_backtest(
+            train_log, test_customers, control, outcome, out, arm_col, id_col, file_format, learner
+        )
+        return
     import pandas as pd
 
-    from feature_store.events import EventLogError, read_event_log
+    from feature_store.events import EventLogError
     from training.backtest import run_backtest
     from training.families import BacktestRequest, family
     from training.protocol import SPLIT_PROTOCOLS, ProtocolError
@@ -129,10 +155,11 @@ def backtest(
         dataset=dataset,
     )
     try:
-        request.check()
-        event_log = read_event_log(engine, "shop")
+        chosen = family(model)
+        chosen.check(request)
+        data = chosen.read(engine, "shop", None)  # the event log; the campaign log for uplift
         tracker = tracker_for(settings) if track else None
-        reports = run_backtest(event_log, request, params, settings.home / "runs" / "backtest", tracker)
+        reports = run_backtest(data, request, params, settings.home / "runs" / "backtest", tracker)
     except (EventLogError, ProtocolError) as error:
         fail(str(error))
     finally:
@@ -142,3 +169,47 @@ def backtest(
         typer.echo(
             f"{report.role:8} {report.name:16} {headline}={report.metrics[headline]:.4f}  ({report.folder})"
         )
+
+
+def _uplift_backtest(
+    train_log: Path | None,
+    test_customers: Path | None,
+    control: str | None,
+    outcome: str | None,
+    out: Path,
+    arm_col: str,
+    id_col: str,
+    file_format: str,
+    learner: str | None,
+) -> None:
+    """Files in, files out: fit an uplift learner on a campaign log, score the customers (no database)."""
+    from training.uplift.backtest import UpliftBacktestRequest, run_uplift_backtest
+    from training.uplift.data import FORMATS, LogFormat, UpliftDataError
+
+    missing = [
+        flag
+        for flag, value in zip(
+            ("--train", "--test", "--control", "--outcome"),
+            (train_log, test_customers, control, outcome),
+            strict=True,
+        )
+        if value is None
+    ]
+    if missing:
+        fail(f"--task uplift needs {', '.join(missing)}")
+    if file_format not in FORMATS:
+        fail(f"--format must be one of: {', '.join(FORMATS)} (got '{file_format}')")
+    assert train_log and test_customers and control and outcome  # checked above
+    fmt: LogFormat = "hillstrom" if file_format == "hillstrom" else "log"
+    _, params = load_context()
+    request = UpliftBacktestRequest(
+        train_log, test_customers, control, outcome, out, arm_col, id_col, fmt, learner
+    )
+    try:
+        result = run_uplift_backtest(request, params.uplift)
+    except (UpliftDataError, ValueError) as error:
+        fail(str(error))
+    typer.echo(
+        f"uplift {result.learner}: {result.n_train} logged rows, {result.n_test} customers scored, "
+        f"arms {', '.join(result.treatments)} ({result.fit_seconds:.1f}s); files in {out}"
+    )

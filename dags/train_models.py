@@ -1,11 +1,13 @@
-"""Train every model family (return model, recommender) whenever the features are refreshed; gate them.
+"""Train every model family (return model, recommender, uplift) whenever the features are refreshed; gate them.
 
 Scheduled on the `features` Asset that the extraction DAG emits. The families of `training.families`
 train in parallel tasks on the validated warehouse tables, are evaluated by the offline protocol on the latest data,
 tracked in MLflow and registered as new versions with alias `challenger`. Each one's gate then
 scores challenger and champion on the same latest holdout window and moves `champion` only for a
 better model (params.yaml `promotion`). A rerun on unchanged data and parameters reuses the
-registered version and its recorded gate decision instead of training or deciding again.
+registered version and its recorded gate decision instead of training or deciding again. The
+uplift family learns from the campaign log instead of the event log: until two campaigns have
+measured outcomes its tasks are skipped, and campaigns follow the cold-start rule meanwhile.
 """
 
 from __future__ import annotations

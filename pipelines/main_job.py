@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,7 @@ class MainJobReport:
     steps: list[tuple[str, float]] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
     campaign: dict[str, Any] | None = None
+    weeks: list[Any] = field(default_factory=list)  # the weekly loop's WeekReports
     logs: Path | None = None
 
 
@@ -160,6 +161,7 @@ def model_summaries(engine: Engine, settings: Settings, params: Params) -> list[
         out.append(
             {
                 "kind": kind,
+                "campaign_requires": chosen.campaign_requires,
                 "primary_metric": chosen.primary_metric(params),
                 "name": name,
                 "champion": alias_version(client, name, CHAMPION),
@@ -202,12 +204,23 @@ def render(report: MainJobReport, settings: Settings) -> str:
         if model["reason"]:
             lines.append(f"    reason: {model['reason']}")
     lines.append("")
+    if report.weeks:
+        lines.append("weekly loop (customers respond to the offers; lifts measured after the horizon):")
+        lines += [f"  {week.line()}" for week in report.weeks]
+        lines.append("")
     if report.campaign:
         c = report.campaign
+        summary = c.get("summary") or {}
         lines.append(
-            f"campaign {c['campaign_id']}: {c['n_targets']:,} targets ({c['n_control']:,} control, "
+            f"campaign {c['campaign_id']}: {c['n_targets']:,} listed ({c['n_control']:,} held out, "
             f"{c['control_share']:.1%}); export: {c['exports'].get('csv')}"
         )
+        if summary:
+            lines.append(
+                f"    {summary['policy']} policy ({summary['policy_reason']}); offers {summary['offer_mix']}; "
+                f"expected cost {summary['expected_cost']}, incremental profit "
+                f"{summary.get('incremental_profit')} {summary.get('incremental_profit_interval', '')}"
+            )
     else:
         lines.append("campaign: none (it needs a champion of both models; see above)")
     env = f"RETENTION_HOME={settings.home}"
@@ -238,6 +251,40 @@ def simulated_line(result: SimulationResult) -> str:
     )
 
 
+def initial_days(params: Params) -> int:
+    """Days simulated before the weekly loop (the loop runs the last `campaign.loop_weeks` weeks)."""
+    days = params.simulate.days - 7 * params.campaign.loop_weeks
+    if days < params.features.horizon_days * 2:
+        raise MainJobError(
+            f"simulate.days {params.simulate.days} leaves {days} days before the "
+            f"{params.campaign.loop_weeks}-week loop: too few to train on (lower campaign.loop_weeks)"
+        )
+    return days
+
+
+def run_loop(
+    engine: Engine, settings: Settings, params: Params, start: date, echo: Callable[[str], None]
+) -> list[Any]:
+    """The weekly loop after the first campaign (pipelines.weekly_loop), one line per week."""
+    from pipelines.simulate import simulate
+    from pipelines.weekly_loop import run_week
+
+    shop = params.simulate
+    first_day = (start - shop.start).days
+    reports = []
+    for week in range(1, params.campaign.loop_weeks + 1):
+        day = first_day + 7 * (week - 1)
+
+        def simulate_week(day: int = day) -> None:
+            simulate(engine, settings.simulator_dir, shop, 7, first_day=day)
+
+        begin = datetime.combine(start + timedelta(days=7 * (week - 1)), datetime.min.time())
+        report = run_week(week, begin, settings, simulate_week)
+        echo(f"    {report.line()}")
+        reports.append(report)
+    return reports
+
+
 def load_shop(
     engine: Engine, settings: Settings, params: Params, dataset: str, data_path: Path | None
 ) -> str:
@@ -250,7 +297,7 @@ def load_shop(
         from pipelines.simulate import simulate
 
         shop = params.simulate
-        return simulated_line(simulate(engine, settings.simulator_dir, shop, shop.days))
+        return simulated_line(simulate(engine, settings.simulator_dir, shop, initial_days(params)))
     from pipelines.ingest import IngestRequest, ingest
 
     if dataset not in DATASETS or data_path is None:
@@ -310,6 +357,9 @@ def run_main_job(
         with atomic_path(settings.home / "reports" / "shop_summary.json") as tmp:
             tmp.write_text(json.dumps(summary.metrics(), indent=2, sort_keys=True) + "\n")
         start, end = report.period = shop_period(engine)
+        if dataset == "simulated":  # a rerun finds the loop's weeks too: the initial period is fixed
+            end = params.simulate.start + timedelta(days=initial_days(params))
+            report.period = (start, end + timedelta(days=7 * params.campaign.loop_weeks))
         conf = json.dumps({"start": start.isoformat()})
         timed(
             report,
@@ -330,7 +380,7 @@ def run_main_job(
         )
         report.models = model_summaries(engine, settings, params)
         require(any(m["decision"] for m in report.models), "train_models gated no model", settings)
-        if not all(m["champion"] for m in report.models):
+        if not all(m["champion"] for m in report.models if m["campaign_requires"]):
             echo(
                 "    a model has no champion (rejected by the gate, or not trained on this data): no campaign"
             )
@@ -346,6 +396,16 @@ def run_main_job(
             report.campaign = get_campaign(engine, published)
         except CampaignNotFound:
             require(False, f"retention_campaign did not publish {published}", settings)
+        if dataset == "simulated" and params.campaign.loop_weeks:
+            weeks = params.campaign.loop_weeks
+            report.weeks = timed(
+                report,
+                f"weekly loop: {weeks} weeks of simulate -> extract -> measure lifts -> train uplift -> campaign",
+                lambda: run_loop(engine, settings, params, end, echo),
+                echo,
+            )
+            report.models = model_summaries(engine, settings, params)
+            report.campaign = report.weeks[-1].campaign if report.weeks else report.campaign
         return report
     finally:
         engine.dispose()

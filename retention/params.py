@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
@@ -47,6 +48,59 @@ def _weights(value: dict[str, float], what: str) -> dict[str, float]:
     return value
 
 
+class SegmentResponseParams(StrictModel):
+    """How one latent segment of the simulated shop reacts to a retention contact."""
+
+    persuade: float = Field(ge=0, le=1)
+    responsiveness: float = Field(ge=0)
+
+
+class OfferResponseParams(StrictModel):
+    """What one offer does to the simulated customers who get it."""
+
+    strength: float = Field(ge=0)
+    visit_boost: float = Field(ge=0)
+    purchase_lift: float = Field(ge=0)
+    discount: float = Field(ge=0, lt=1)
+    annoy: float = Field(ge=0, le=1)
+
+
+class ResponseParams(StrictModel):
+    """The simulated shop's response to retention campaigns (pipelines/simulate/response.py)."""
+
+    postpone_days: float = Field(gt=0)
+    annoy_satisfaction: float = Field(gt=0, le=1)
+    segments: dict[Literal["loyal", "at_risk", "lapsed"], SegmentResponseParams]
+    offers: dict[str, OfferResponseParams] = Field(min_length=1)
+
+    @field_validator("offers")
+    @classmethod
+    def _offer_names(cls, value: dict[str, OfferResponseParams]) -> dict[str, OfferResponseParams]:
+        bad = [name for name in value if name == NO_OFFER or not re.fullmatch(r"[a-z][a-z0-9_]*", name)]
+        if bad:
+            raise ValueError(
+                f"response offer names must be lowercase identifiers other than '{NO_OFFER}': {bad}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _probabilities(self) -> ResponseParams:
+        # one uniform draw per contact decides annoyed | persuaded | neither, so they must fit in [0, 1];
+        # a purchase rate raised by the lift must stay a probability
+        too_big = [
+            f"{offer} x {segment}"
+            for offer, o in self.offers.items()
+            for segment, s in self.segments.items()
+            if o.annoy + s.persuade * o.strength > 1 or o.purchase_lift * s.responsiveness > 1
+        ]
+        if too_big:
+            raise ValueError(
+                "annoy + persuade x strength and purchase_lift x responsiveness must be at most 1: "
+                + ", ".join(too_big)
+            )
+        return self
+
+
 class SimulateParams(StrictModel):
     """Parameters of `retention simulate` (see params.yaml for the meaning of each)."""
 
@@ -85,6 +139,7 @@ class SimulateParams(StrictModel):
     price_median: dict[str, float]
     price_spread: float = Field(ge=0)
     inactive_product_share: float = Field(ge=0, lt=1)
+    response: ResponseParams
 
     @field_validator("countries", "categories")
     @classmethod
@@ -101,6 +156,8 @@ class SimulateParams(StrictModel):
             raise ValueError(f"price_median has no entry for categories: {', '.join(missing)}")
         if self.products < len(self.categories):
             raise ValueError("products must be at least the number of categories")
+        if set(self.response.segments) != set(self.segments):
+            raise ValueError("response.segments must name the same segments as segments")
         return self
 
 
@@ -314,6 +371,7 @@ class PromotionParams(StrictModel):
 
     return_: GateParams = Field(alias="return")
     recommender: GateParams
+    uplift: GateParams
     min_score_std: float = Field(ge=0)
     max_latency_ms: float = Field(gt=0)
     latency_customers: int = Field(ge=1)
@@ -322,6 +380,30 @@ class PromotionParams(StrictModel):
         """The rule of a model family (its section here is spelt as the family)."""
         rule: GateParams = getattr(self, section_field(family, type(self)))
         return rule
+
+
+NO_OFFER = "none"  # the control arm: no contact
+
+
+class OfferParams(StrictModel):
+    """One treatment of the offer catalogue: what it costs and who may get it."""
+
+    fixed_cost: float = Field(ge=0)
+    order_share: float = Field(ge=0, lt=1)
+    min_predicted_value: float = Field(ge=0)
+    segments: list[str]
+
+    def cost(self, revenue: float | Any) -> float | Any:
+        """The offer's cost for a customer who spends `revenue` within the horizon."""
+        return self.fixed_cost + self.order_share * revenue
+
+
+class ColdStartParams(StrictModel):
+    """When the uplift model may not yet choose offers."""
+
+    min_outcomes: int = Field(ge=0)
+    min_campaigns: int = Field(ge=0)
+    exploration_share: float = Field(ge=0, le=1)
 
 
 class CampaignParams(StrictModel):
@@ -339,7 +421,6 @@ class CampaignParams(StrictModel):
     internal_email_domains: list[str]
     internal_id_prefixes: list[str]
     budget: float = Field(gt=0)
-    cost_per_contact: float = Field(gt=0)
     segment_quotas: dict[str, int]
     control_share: float = Field(gt=0, lt=1)
     control_tolerance: float = Field(ge=0, lt=1)
@@ -347,6 +428,26 @@ class CampaignParams(StrictModel):
     recommendations: int = Field(ge=1)
     recent_purchase_days: int = Field(ge=0)
     lift_confidence: float = Field(gt=0, lt=1)
+    margin: float = Field(gt=0, le=1)
+    exploration_share: float = Field(ge=0, le=1)
+    default_offer: str
+    loop_weeks: int = Field(ge=0)
+    cold_start: ColdStartParams
+    offers: dict[str, OfferParams] = Field(min_length=1)
+
+    @field_validator("offers")
+    @classmethod
+    def _offer_names(cls, value: dict[str, OfferParams]) -> dict[str, OfferParams]:
+        bad = [name for name in value if name == NO_OFFER or not re.fullmatch(r"[a-z][a-z0-9_]*", name)]
+        if bad:
+            raise ValueError(f"offer names must be lowercase identifiers other than '{NO_OFFER}': {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _default_offer_known(self) -> CampaignParams:
+        if self.default_offer not in self.offers:
+            raise ValueError(f"default_offer '{self.default_offer}' is not in offers {sorted(self.offers)}")
+        return self
 
     @field_validator("risk_band")
     @classmethod
@@ -356,9 +457,67 @@ class CampaignParams(StrictModel):
         return value
 
     @property
-    def max_targets(self) -> int:
-        """The most customers one list may hold within the budget."""
-        return int(self.budget // self.cost_per_contact)
+    def max_contacts(self) -> int:
+        """The most customers one list may contact within the budget (at the cheapest offer)."""
+        cheapest = min(offer.fixed_cost for offer in self.offers.values())
+        return int(self.budget // cheapest) if cheapest > 0 else 2**31 - 1
+
+
+class UpliftBlendParams(StrictModel):
+    """Ours: per arm, a weighted mean of an S-learner and an interaction logistic model (training/uplift)."""
+
+    s_learning_rate: float = Field(gt=0)
+    s_l2: float = Field(ge=0)
+    logistic_c: float = Field(gt=0)
+    alphas: list[float] = Field(min_length=1)
+    interaction_scales: list[float] = Field(min_length=1)
+
+    @field_validator("alphas")
+    @classmethod
+    def _shares(cls, value: list[float]) -> list[float]:
+        if any(not 0 <= a <= 1 for a in value):
+            raise ValueError("alphas must lie in [0, 1]")
+        return sorted(set(value))
+
+    @field_validator("interaction_scales")
+    @classmethod
+    def _scales(cls, value: list[float]) -> list[float]:
+        if any(s < 0 for s in value):
+            raise ValueError("interaction_scales must be >= 0")
+        return sorted(set(value))
+
+
+class UpliftNetParams(StrictModel):
+    """The multi-treatment network (training/uplift/net.py)."""
+
+    hidden_size: int = Field(ge=1)
+    head_size: int = Field(ge=1)
+    dropout: float = Field(ge=0, lt=1)
+    learning_rate: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    batch_size: int = Field(ge=1)
+    max_epochs: int = Field(ge=1)
+    patience: int = Field(ge=1)
+    validation_share: float = Field(gt=0, lt=1)
+    propensity_head: bool
+    propensity_weight: float = Field(ge=0)
+
+
+class UpliftParams(StrictModel):
+    """The uplift learners of `retention backtest --task uplift` and benchmarks/uplift_hillstrom.py."""
+
+    learner: str = Field(min_length=1)
+    seed: int = Field(ge=0)
+    n_jobs: int = Field(ge=1)
+    trees: int = Field(ge=1)
+    leaves: int = Field(ge=2)
+    min_leaf_rows: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+    l2: float = Field(ge=0)
+    inner_folds: int = Field(ge=2)
+    campaign_min_leaf_rows: int = Field(ge=1)
+    blend: UpliftBlendParams
+    net: UpliftNetParams
 
 
 class Params(StrictModel):
@@ -377,6 +536,7 @@ class Params(StrictModel):
     evaluation: EvaluationParams
     promotion: PromotionParams
     campaign: CampaignParams
+    uplift: UpliftParams
 
 
 def saved_params(raw: dict[str, Any], needed: tuple[str, ...]) -> Params:

@@ -1,4 +1,4 @@
-"""The retention HTTP API: campaigns and their target lists for marketing, per-customer scores.
+"""The retention HTTP API: campaigns and their target lists for marketing, per-customer scores and profiles.
 
 `create_app` builds the FastAPI app from the deployment settings. Every route but `/healthz`,
 the OpenAPI schema and the web login needs a token (see `serving.auth`); marketing's read-only
@@ -22,20 +22,22 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 
-from feature_store.definitions import feature_version
 from feature_store.events import read_customer_log
 from feature_store.online import read_online
 from pipelines.campaigns.run import EXPORT_FORMATS
 from pipelines.campaigns.score import active_products
-from pipelines.campaigns.store import CampaignNotFound, export_frame, get_campaign, list_campaigns
+from pipelines.campaigns.store import CampaignNotFound, export_csv, export_frame, get_campaign, list_campaigns
 from retention.db import create_db_engine
+from retention.params import load_params
 from retention.settings import Settings
 from serving.auth import Role, load_tokens, require
 from serving.customers import (
     NotScored,
-    churn_score,
+    StaleOnlineStore,
     customer_exists,
+    customer_profile,
     recommend,
+    served_churn,
 )
 from serving.models import ChampionModels, NoChampion
 from serving.schemas import (
@@ -44,6 +46,7 @@ from serving.schemas import (
     CampaignSummary,
     Churn,
     CustomerId,
+    CustomerProfile,
     Health,
     ModelRef,
     ModelVersions,
@@ -100,9 +103,15 @@ def _campaign(engine: Engine, campaign_id: str) -> dict[str, Any]:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
 
 
-def _export(engine: Engine, campaign_id: str) -> Any:
+def _export(request: Request, campaign_id: str) -> Any:
+    params = request.app.state.params
     try:
-        return export_frame(engine, campaign_id)
+        return export_frame(
+            _engine(request),
+            campaign_id,
+            risk_deciles=params.campaign.risk_deciles,
+            rfm_quantiles=params.features.rfm_quantiles,
+        )
     except CampaignNotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
 
@@ -164,10 +173,10 @@ def campaign_detail(request: Request, campaign_id: CampaignId) -> dict[str, Any]
     responses={**NOT_FOUND, 200: {"content": {"text/csv": {}}, "description": "the marketing export"}},
 )
 def campaign_csv(request: Request, campaign_id: CampaignId) -> Response:
-    """The target list as CSV: e-mail only for consenting customers of the treatment arm."""
-    frame = _export(_engine(request), campaign_id)
+    """The target list as CSV: e-mail only for consenting customers to contact; formula-like cells neutralised."""
+    frame = _export(request, campaign_id)
     return Response(
-        frame.to_csv(index=False),
+        export_csv(frame),
         media_type="text/csv; charset=utf-8",
         headers=_attachment(campaign_id, "csv"),
     )
@@ -180,7 +189,7 @@ def campaign_csv(request: Request, campaign_id: CampaignId) -> Response:
 )
 def campaign_parquet(request: Request, campaign_id: CampaignId) -> Response:
     """The target list as Parquet (same rows and columns as the CSV)."""
-    frame = _export(_engine(request), campaign_id)
+    frame = _export(request, campaign_id)
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return Response(buffer.getvalue(), media_type=PARQUET_TYPE, headers=_attachment(campaign_id, "parquet"))
@@ -231,18 +240,12 @@ def customer_churn(request: Request, customer_id: CustomerId) -> Churn:
             status.HTTP_404_NOT_FOUND,
             f"customer {customer_id!r} has no purchase before the online store's as-of: no churn score",
         )
-    served = _models(request).get("return")
-    expected = feature_version(served.model.params.features)
-    if online["feature_version"] != expected:
-        raise _unavailable(
-            f"the online store holds feature version {online['feature_version']}, {served.name} "
-            f"v{served.version} was trained on {expected}: refresh the online store"
-        )
-    history = read_customer_log(engine, customer_id, before=online["as_of"])
     try:
-        score = churn_score(served.model, history, online["as_of"], online["features"])
+        score, served = served_churn(engine, _models(request), customer_id, online)
     except NotScored as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"customer {customer_id!r}: {error}") from None
+    except StaleOnlineStore as error:
+        raise _unavailable(str(error)) from None
     return Churn(
         customer_id=customer_id,
         as_of=score.as_of,
@@ -252,6 +255,20 @@ def customer_churn(request: Request, customer_id: CustomerId) -> Churn:
         feature_version=online["feature_version"],
         model=ModelRef(name=served.name, version=served.version),
     )
+
+
+@customers.get("/customers/{customer_id}/profile", response_model=CustomerProfile, responses=NOT_FOUND)
+def customer_profile_route(request: Request, customer_id: CustomerId) -> CustomerProfile:
+    """One customer for marketing: segment, RFM scores, tenure, predicted value, churn risk with reasons in
+    words, review sentiment, favourite categories, explained recommendations and campaign history.
+
+    No contact details. Parts that cannot be computed (no champion, no purchase yet, a stale online
+    store) are empty with a note in `notes`, so the rest is still shown.
+    """
+    profile = customer_profile(_engine(request), _models(request), request.app.state.params, customer_id)
+    if profile is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown customer {customer_id!r}")
+    return profile
 
 
 @admin.get("/admin/models", response_model=ModelVersions)
@@ -286,12 +303,14 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
 
     Raises:
         TokensError: no tokens are set or generated (`retention serve` generates them).
+        ParamsError: params.yaml is missing or invalid (the profile reads the campaign section).
     """
     from serving.web import web
 
     settings = settings or Settings.from_env()
     serving = serving or ServingSettings.from_env()
     tokens = load_tokens(serving, settings.home)
+    params = load_params(settings.params_path)  # the profile's value, RFM scale and list length
     engine = create_db_engine(settings.database_url)
     models = ChampionModels(settings.mlflow_tracking_uri, serving.model_refresh_seconds)
 
@@ -308,11 +327,12 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
         engine.dispose()
 
     app = FastAPI(title=API_TITLE, version=API_VERSION, lifespan=lifespan)
-    app.state.settings, app.state.tokens, app.state.engine, app.state.models = (
+    app.state.settings, app.state.tokens, app.state.engine, app.state.models, app.state.params = (
         settings,
         tokens,
         engine,
         models,
+        params,
     )
     app.add_exception_handler(NoChampion, _no_champion)
     for router in (health, campaigns, customers, admin, web):

@@ -3,7 +3,7 @@ schemathesis read), and the links responses carry."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -85,6 +85,94 @@ class Churn(StrictModel):
     reasons: list[str] = Field(description="return-model features that move the score most, most first")
     feature_version: str
     model: ModelRef
+
+
+class Reason(StrictModel):
+    code: str = Field(description="the return-model feature (reason code)")
+    text: str = Field(description="the reason in words, with the customer's own value")
+
+
+class ChurnRisk(StrictModel):
+    """The served churn score with its reasons in words."""
+
+    as_of: datetime = Field(description="the online store's as-of the score is computed at")
+    horizon_days: int
+    p_churn: float = Field(ge=0, le=1, description="P(no purchase within horizon_days of as_of)")
+    risk_pct: int = Field(ge=0, le=100, description="p_churn as a rounded percentage")
+    reasons: list[Reason] = Field(description="most important first")
+    feature_version: str
+    model: ModelRef
+
+
+class Rfm(StrictModel):
+    """Recency, frequency and monetary quantile scores (1 = worst .. highest_score) and their values."""
+
+    segment: str | None = Field(description="RFM segment named from the R and F scores")
+    recency_score: int | None
+    frequency_score: int | None
+    monetary_score: int | None
+    highest_score: int
+    recency_days: float | None = Field(description="days since the last purchase")
+    window_days: int = Field(description="the window of orders and spend")
+    orders: int | None
+    spend: float | None = Field(description="EUR")
+
+
+class Sentiment(StrictModel):
+    reviews: int = Field(ge=0)
+    rating_mean: float | None = Field(description="mean star rating, 1..5")
+    sentiment_mean: float | None = Field(description="mean P(positive) of the review texts")
+    tone: str | None = Field(description="negative | mixed | positive")
+
+
+class FavouriteCategory(StrictModel):
+    category: str
+    items: int = Field(description="items bought in the category")
+    spend: float = Field(description="EUR (lines with a known price)")
+    last_purchase: datetime | None
+
+
+class ExplainedRecommendation(StrictModel):
+    rank: int = Field(ge=1)
+    product_id: str
+    title: str | None
+    category: str | None
+    why: str = Field(description='e.g. "bought Wool scarf" or "popular in garden"')
+    score: float
+
+
+class CampaignEntry(StrictModel):
+    """One campaign the customer was logged in: what they got and how they responded."""
+
+    campaign_id: str
+    as_of: datetime
+    action: str = Field(description="contact | hold out — do not contact | not contacted")
+    offer: str | None = Field(description="the offer sent (contacts only)")
+    churn_risk_pct: int | None = Field(description="P(churn) at the campaign's as-of, %")
+    extra_return_chance_pct: float | None = Field(description="expected incremental P(return), % points")
+    expected_profit: float | None = Field(description="EUR")
+    lift_measured_on: date
+    returned: bool | None = Field(description="bought within the horizon; null until measured")
+    revenue: float | None = Field(description="EUR spent within the horizon; null until measured")
+
+
+class CustomerProfile(StrictModel):
+    """One customer as marketing may see them (no contact details)."""
+
+    customer_id: str
+    features_as_of: datetime | None = Field(description="as-of of the online store row; null: none")
+    segment: str | None
+    rfm: Rfm | None
+    tenure_days: float | None
+    predicted_value: float | None = Field(description="EUR expected within value_horizon_days")
+    value_horizon_days: int
+    churn: ChurnRisk | None = Field(description="null: not scored (see notes)")
+    sentiment: Sentiment | None
+    favourite_categories: list[FavouriteCategory]
+    recommendations: list[ExplainedRecommendation]
+    recommender: ModelRef | None
+    campaigns: list[CampaignEntry] = Field(description="newest first")
+    notes: list[str] = Field(description="why a part is empty")
 
 
 class ModelVersions(StrictModel):

@@ -1,12 +1,22 @@
-"""Server-rendered pages for marketing: log in with a token, list campaigns, open one, download its list.
+"""Server-rendered pages for marketing: log in with a token, list campaigns, open one, download its list,
+open a customer's profile.
 
 Plain HTML from Jinja2 templates, no JavaScript. The login form checks the token and keeps it in
 an HttpOnly, SameSite=Strict cookie (Secure over HTTPS), so the download buttons can link straight
 to the API's export routes. Pages without a valid cookie redirect to the login form.
+
+A campaign page shows the policy (uplift, or the cold-start risk rule) with the summary's
+explanation, contacts and hold-outs, the offer mix, cost, expected extra returns and profit with
+their intervals, the measured lift overall and per offer once the horizon has passed, and the top
+rows of the export (without e-mail addresses). Figures come from `platform_campaigns.summary`
+(`pipelines.campaigns.summary.summarise`) and `lift` (`pipelines.campaigns.lift.measure_lift`),
+all optional: a campaign published before offers has summary `{}` and a lift without
+`per_offer`. Counts and the offer mix come from the target rows themselves (`campaign_overview`).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,13 +25,52 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from pipelines.campaigns.run import EXPORT_FORMATS
-from pipelines.campaigns.store import CampaignNotFound, get_campaign, list_campaigns
+from pipelines.campaigns.store import (
+    EXPORT_DESCRIPTIONS,
+    CampaignNotFound,
+    campaign_overview,
+    export_frame,
+    get_campaign,
+    list_campaigns,
+)
 from serving.auth import COOKIE_NAME, GRANTS, Role
-from serving.schemas import CampaignId, download_url
+from serving.customers import customer_profile
+from serving.schemas import CampaignId, CustomerId, download_url
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 COOKIE_MAX_AGE_SECONDS = 8 * 60 * 60  # a working day; then log in again
 LOGIN, CAMPAIGNS = "/ui/login", "/ui/campaigns"
+PREVIEW_ROWS = 20  # top rows of the export shown on a campaign page
+PREVIEW_COLUMNS = [  # the export's columns a marketer reads first (never the e-mail address)
+    "rank",
+    "customer_id",
+    "action",
+    "offer",
+    "churn_risk_pct",
+    "risk_decile_meaning",
+    "extra_return_chance_pct",
+    "expected_profit_eur",
+    "reasons",
+    "recommended_products",
+]
+POLICIES = {
+    "uplift": "uplift: each customer gets the offer (or no contact) with the largest expected extra profit",
+    "risk": "risk (cold-start rule): the default offer goes to the most value at stake, until the uplift "
+    "model has enough randomised history",
+}
+SUMMARY_NOTES = ("hold_out_note", "budget_note", "interval_note")  # sentences shown under the figures
+SUMMARY_SHOWN = (  # summary keys the page shows in their own place (or from the target rows)
+    "policy",
+    "policy_reason",
+    "cold_start",
+    "offer_mix",
+    "arms",
+    "offers",
+    "expected_cost",
+    "incremental_profit",
+    "incremental_returns",
+    *SUMMARY_NOTES,
+)
 # Nothing but the page itself: no scripts at all, styles inline, forms post back to us only.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
@@ -47,7 +96,124 @@ def lift_text(lift: dict[str, Any] | None) -> str:
     return "n/a (an empty arm)" if lift["lift"] is None else f"{lift['lift']:+.3f}{interval}"
 
 
+def euros_text(amount: Any) -> str:
+    """An amount in EUR for a page ("-" when unknown)."""
+    if amount is None or not isinstance(amount, int | float):
+        return "-"
+    return f"€{amount:,.2f}"
+
+
+def _interval(raw: Any) -> tuple[float | None, float | None]:
+    if isinstance(raw, list | tuple) and len(raw) == 2 and all(isinstance(v, int | float) for v in raw):
+        return float(raw[0]), float(raw[1])
+    return None, None
+
+
+def _estimate(summary: dict[str, Any], key: str, confidence: float) -> dict[str, Any] | None:
+    value = summary.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    low, high = _interval(summary.get(f"{key}_interval"))
+    return {"estimate": float(value), "low": low, "high": high, "confidence": confidence}
+
+
+def summary_view(summary: dict[str, Any] | None, confidence: float) -> dict[str, Any]:
+    """The parts of a campaign's `summary` (`pipelines.campaigns.summary.summarise`) the page shows.
+
+    Robust to `{}` or null (campaigns published before offers) and to missing keys.
+
+    Args:
+        summary: the campaign row's summary.
+        confidence: the level of its intervals (params.campaign.lift_confidence).
+
+    Returns:
+        cost (EUR or None); profit and returns ({"estimate", "low", "high", "confidence"} or
+        None); reason (why the policy, or None); notes (the summary's other sentences); other
+        (the remaining scalar keys, shown as they are).
+    """
+    summary = summary or {}
+    cost = summary.get("expected_cost")
+    return {
+        "cost": cost if isinstance(cost, int | float) else None,
+        "profit": _estimate(summary, "incremental_profit", confidence),
+        "returns": _estimate(summary, "incremental_returns", confidence),
+        "reason": summary.get("policy_reason") or None,
+        "notes": [summary[k] for k in SUMMARY_NOTES if isinstance(summary.get(k), str) and summary[k]],
+        "other": {
+            k: v
+            for k, v in summary.items()
+            if k not in SUMMARY_SHOWN and not k.endswith("_interval") and not isinstance(v, dict | list)
+        },
+    }
+
+
+def _with_interval(estimate: dict[str, Any] | None, show: Any) -> str:
+    if not estimate or estimate.get("estimate") is None:
+        return "not estimated"
+    text = show(estimate["estimate"])
+    if estimate.get("low") is not None and estimate.get("high") is not None:
+        level = (
+            f"{estimate['confidence']:.0%} " if isinstance(estimate.get("confidence"), int | float) else ""
+        )
+        text += f" ({level}interval {show(estimate['low'])} to {show(estimate['high'])})"
+    return text
+
+
+def profit_text(estimate: dict[str, Any] | None) -> str:
+    """Expected profit with its interval: "€1,234.00 (95% interval €800.00 to €1,650.00)"."""
+    return _with_interval(estimate, euros_text)
+
+
+def returns_text(estimate: dict[str, Any] | None) -> str:
+    """Expected extra returning customers with its interval: "12.3 (95% interval 4.1 to 20.5)"."""
+    return _with_interval(estimate, lambda v: f"{v:,.1f}")
+
+
+def offer_lifts(lift: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Measured lift per offer ({} until measured, and for campaigns measured before offers).
+
+    Returns:
+        {offer: {"returned": lift text, "revenue": EUR lift text, "n": customers who got it}}
+        from `lift["per_offer"]` (`pipelines.campaigns.lift.offer_lifts`).
+    """
+    per_offer = (lift or {}).get("per_offer")
+    if not isinstance(per_offer, dict):
+        return {}
+    shown = {}
+    for offer, figures in per_offer.items():
+        if not isinstance(figures, dict):
+            continue
+        returned, revenue = figures.get("returned"), figures.get("revenue")
+        shown[str(offer)] = {
+            "returned": lift_text(returned) if isinstance(returned, dict) and "lift" in returned else "n/a",
+            "revenue": revenue_lift_text(revenue) if isinstance(revenue, dict) else "n/a",
+            "n": figures.get("n"),
+        }
+    return shown
+
+
+def revenue_lift_text(lift: dict[str, Any]) -> str:
+    """A revenue lift per customer in EUR with its interval ("n/a" when undefined)."""
+    if lift.get("lift") is None:
+        return "n/a"
+    text = f"{lift['lift']:+,.2f} EUR"
+    if lift.get("ci_low") is not None and lift.get("ci_high") is not None:
+        text += f" [{lift['ci_low']:+,.2f}, {lift['ci_high']:+,.2f}]"
+    return text
+
+
+def cell_text(value: Any) -> str:
+    """An export cell for a page: blank for missing values."""
+    if value is None or (isinstance(value, float) and value != value):  # NaN
+        return ""
+    return str(value)
+
+
 TEMPLATES.env.filters["lift"] = lift_text
+TEMPLATES.env.filters["euros"] = euros_text
+TEMPLATES.env.filters["profit"] = profit_text
+TEMPLATES.env.filters["returns"] = returns_text
+TEMPLATES.env.filters["cell"] = cell_text
 
 
 def _page(
@@ -118,12 +284,48 @@ def campaigns_page(request: Request) -> Response:
 
 @web.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
 def campaign_page(request: Request, campaign_id: CampaignId) -> Response:
-    """One campaign: its numbers, funnel, segments, model versions and downloads."""
+    """One campaign: policy, contacts and hold-outs, offer mix, money, lift, top targets, funnel, downloads."""
     if _role(request) is None:
         return _to_login()
     try:
         row = get_campaign(request.app.state.engine, campaign_id)
     except CampaignNotFound as error:
         return _page(request, "not_found.html", {"message": str(error)}, status.HTTP_404_NOT_FOUND)
+    engine = request.app.state.engine
     row["downloads"] = {fmt: download_url(campaign_id, fmt) for fmt in EXPORT_FORMATS}
-    return _page(request, "campaign.html", {"campaign": row})
+    params = request.app.state.params
+    preview = export_frame(
+        engine,
+        campaign_id,
+        limit=PREVIEW_ROWS,
+        risk_deciles=params.campaign.risk_deciles,
+        rfm_quantiles=params.features.rfm_quantiles,
+    )
+    context = {
+        "campaign": row,
+        "lift_measured_on": f"{row['as_of'] + timedelta(days=row['horizon_days']):%Y-%m-%d}",
+        "policy": POLICIES.get(row.get("policy") or "risk", row.get("policy")),
+        "summary": summary_view(row.get("summary"), params.campaign.lift_confidence),
+        "overview": campaign_overview(engine, campaign_id),
+        "offer_lifts": offer_lifts(row.get("lift")),
+        "preview": preview[PREVIEW_COLUMNS].to_dict("records"),
+        "columns": {c: EXPORT_DESCRIPTIONS[c] for c in PREVIEW_COLUMNS},
+    }
+    return _page(request, "campaign.html", context)
+
+
+@web.get("/customers/{customer_id}", response_class=HTMLResponse)
+def customer_page(request: Request, customer_id: CustomerId) -> Response:
+    """One customer's profile (the API's `/customers/{id}/profile`, as a page; no contact details)."""
+    if _role(request) is None:
+        return _to_login()
+    state = request.app.state
+    profile = customer_profile(state.engine, state.models, state.params, customer_id)
+    if profile is None:
+        return _page(
+            request,
+            "not_found.html",
+            {"message": f"unknown customer {customer_id!r}"},
+            status.HTTP_404_NOT_FOUND,
+        )
+    return _page(request, "customer.html", {"profile": profile})

@@ -66,16 +66,22 @@ def test_main_job_simulates_loads_and_summarises(migrated_home: Path) -> None:
 def test_main_job_runs_the_dags_from_extraction_to_the_campaign(
     isolated_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """README command one on a small shop: every DAG through Airflow, then a rerun that changes nothing."""
+    """README command one on a small shop: every DAG through Airflow, the weekly loop (customers
+    respond to offers, lifts are measured, the uplift model trains on the logged campaigns), then a
+    rerun that changes nothing."""
     import mlflow
     from sqlalchemy import text
 
     from retention.db import create_db_engine
     from tests.trained_platform import small_params
 
-    monkeypatch.setenv(
-        "RETENTION_PARAMS", str(small_params(tmp_path, simulate={"customers": 400, "days": 60}))
-    )
+    loop = {  # a 7-day horizon: campaigns mature within the 4 weeks of the loop
+        "loop_weeks": 4,
+        "horizon_days": 7,
+        "cold_start": {"min_outcomes": 50, "min_campaigns": 2, "exploration_share": 0.3},
+    }
+    params = small_params(tmp_path, simulate={"customers": 400, "days": 88}, campaign=loop)
+    monkeypatch.setenv("RETENTION_PARAMS", str(params))
     result = runner.invoke(app, ["run"])
     assert result.exit_code == 0, result.output
     engine = create_db_engine(f"sqlite:///{isolated_env / 'retention.db'}")
@@ -86,13 +92,27 @@ def test_main_job_runs_the_dags_from_extraction_to_the_campaign(
         assert count("SELECT count(*) FROM online_features") > 0
         decisions = count("SELECT count(*) FROM platform_model_decisions")
         campaigns = count("SELECT count(*) FROM platform_campaigns")
+        measured = count("SELECT count(*) FROM platform_campaigns WHERE lift IS NOT NULL")
+        outcomes = count("SELECT count(*) FROM platform_campaign_targets WHERE returned IS NOT NULL")
+        policies = dict(connection.execute(text("SELECT campaign_id, policy FROM platform_campaigns")).all())
+        uplift_decisions = count(
+            "SELECT count(*) FROM platform_model_decisions WHERE registered_name = 'retention-uplift'"
+        )
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{isolated_env / 'mlflow.db'}")
     for name in ("retention-return", "retention-recommender"):
         assert len(client.search_model_versions(f"name = '{name}'")) == 1
         assert f"{name}: champion v" in result.output
-    assert decisions == 2  # one gate decision per model
-    if "champion v-" not in result.output:  # both promoted: the campaign ran and is summarised
-        assert campaigns == 1 and "campaign winback-2026-03-02:" in result.output
+    assert "champion v-" not in result.output.split("retention-uplift")[0]  # both promoted
+    # the first campaign (as of the initial period's end) and one per week of the loop
+    assert campaigns == 5 and "campaign winback-2026-03-02:" in result.output
+    assert "weekly loop" in result.output and "week 4 (" in result.output
+    assert measured >= 3 and outcomes > 0  # horizons passed: outcomes and lifts stored
+    assert policies["winback-2026-03-02"] == "risk"  # the cold-start rule: no outcomes yet
+    # two measured campaigns by week 2: the uplift model trained on them and was gated each week
+    uplift_versions = client.search_model_versions("name = 'retention-uplift'")
+    assert len(uplift_versions) >= 1 and uplift_decisions == len(uplift_versions)
+    if any(v.aliases for v in uplift_versions if "champion" in v.aliases):
+        assert policies["winback-2026-03-30"] == "uplift"  # the champion took over
     assert "MLflow UI:" in result.output and "retention serve" in result.output
 
     again = runner.invoke(app, ["run"])
@@ -104,6 +124,7 @@ def test_main_job_runs_the_dags_from_extraction_to_the_campaign(
     engine.dispose()
     for name in ("retention-return", "retention-recommender"):
         assert len(client.search_model_versions(f"name = '{name}'")) == 1
+    assert len(client.search_model_versions("name = 'retention-uplift'")) == len(uplift_versions)
 
 
 def test_extract_rejects_bad_dates_with_exit_2() -> None:

@@ -73,8 +73,8 @@ def write_files(
     """The protocol files: metrics.json and every family's scores file (the others with a header only)."""
     for other in FAMILIES.values():
         columns = list(other.score_columns)
-        rows = scores if other.name == request.family else pd.DataFrame(columns=columns)
-        _write_csv(rows[columns], folder / other.scores_file)
+        own = other.name == request.family  # its rows may carry more columns (uplift_<offer>)
+        _write_csv(scores if own else pd.DataFrame(columns=columns), folder / other.scores_file)
     _write_json(metrics, folder / "metrics.json")
 
 

@@ -17,7 +17,6 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine
 
-from feature_store.events import read_event_log
 from retention.params import GateParams, Params
 from retention.settings import Settings
 from training import registry
@@ -118,8 +117,6 @@ def run_gate(
     """
     from mlflow import MlflowClient
 
-    from training.train import holdout_end
-
     chosen = family(family_name)
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     name = chosen.registered_name
@@ -135,8 +132,9 @@ def run_gate(
     champion_version = registry.alias_version(client, name, registry.CHAMPION)
     if champion_version == version:  # e.g. promoted by hand before the gate ran: nothing to decide
         return registry.Decision(name, version, "unchanged", version, version, "already the champion", "gate")
-    event_log = read_event_log(engine, "warehouse", before=as_of)
-    request = chosen.holdout_request(holdout_end(event_log, as_of), params, settings.home / "gate")
+    event_log = chosen.read(engine, "warehouse", as_of)
+    end = pd.Timestamp(as_of) if as_of else chosen.data_end(event_log)
+    request = chosen.holdout_request(end, params, settings.home / "gate")
     split = chosen.split(event_log, request)
     native = registry.load_native(settings.mlflow_tracking_uri, name, version)
     challenger = chosen.evaluate_fitted(split, native, params)

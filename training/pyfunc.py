@@ -71,3 +71,18 @@ class RecommenderPyfunc(_Wrapper):
     ) -> pd.DataFrame:
         k = int((params or {}).get("k", self.k))
         return recommend_inputs(self._model, model_input, k)
+
+
+class UpliftPyfunc(_Wrapper):
+    """Input: logged-row columns (p_churn, predicted_value and the feature columns, flat).
+    Output: uplift_return_<offer>, uplift_revenue_<offer> per offer."""
+
+    def _load(self, path: Path) -> Any:
+        from training.uplift.campaign_model import CampaignUplift
+
+        return CampaignUplift.load(path)
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        return self._model.predict_offers(model_input)

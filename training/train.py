@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import Engine
 
-from feature_store.events import EventLog, Source, read_event_log
+from feature_store.events import Source
 from retention.params import Params
 from retention.settings import Settings
 from training.backtest import protocol_fields, run_tags, track, tuning_fields, write_files
@@ -42,16 +42,6 @@ class TrainResult:
     as_of: pd.Timestamp
     folder: Path
     reused: bool = False
-
-
-def default_as_of(last_event: pd.Timestamp) -> pd.Timestamp:
-    """Midnight after the last event: the log is complete up to there."""
-    return last_event.normalize() + pd.Timedelta(days=1)
-
-
-def holdout_end(event_log: EventLog, as_of: datetime | None) -> pd.Timestamp:
-    """The end of the evaluation window: `as_of`, or midnight after the log's last event."""
-    return pd.Timestamp(as_of) if as_of else default_as_of(event_log.events["ts"].max())
 
 
 def tracker_for(settings: Settings) -> Tracker:
@@ -81,8 +71,8 @@ def train_model(
         The run id, registered version and test metrics.
     """
     chosen = family(family_name)
-    event_log = read_event_log(engine, source, before=as_of)
-    as_of_ts = holdout_end(event_log, as_of)
+    event_log = chosen.read(engine, source, as_of)
+    as_of_ts = pd.Timestamp(as_of) if as_of else chosen.data_end(event_log)
     stamp = as_of_ts.strftime("%Y%m%d")
     folder = (
         settings.home / "models" / chosen.name / stamp

@@ -1,8 +1,14 @@
-"""Campaign lift: return rate of the treated arm minus that of the control arm, with an interval.
+"""Campaign lift once the horizon has passed: per arm, per offer, and the value of other policies.
 
-A target "returned" when they purchased within [as-of, as-of + horizon). Because the control arm
-was drawn at random per risk decile, the difference in return rates estimates the campaign's
-effect; the interval is the normal (Wald) interval of a difference of two proportions.
+A logged customer "returned" when they purchased within [as-of, as-of + horizon); their revenue
+is what they spent then. Both are stored on the campaign's rows (the uplift model's training data).
+- The policy's lift: return rate of its contacts minus that of its random hold-outs (drawn per
+  risk decile), with the normal (Wald) interval of a difference of two proportions.
+- Lift per offer: inverse-propensity-weighted (Hajek) mean outcome of the customers who got the
+  offer minus that of those who got no contact, over every logged customer; unbiased because
+  every offer had a known, positive probability (select.py).
+- Off-policy values (training.uplift.evaluation): what the policy used, the risk ranking, a random
+  choice at the same contact rate and contacting nobody would each have achieved per customer.
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, and_, bindparam, func, select, update
 
-from pipelines.campaigns.select import CONTROL, TREATMENT
+from pipelines.campaigns.select import CONTROL, TREATMENT, offer_eligibility
 from pipelines.campaigns.store import campaign_targets, get_campaign, list_campaigns, set_lift
 from pipelines.extract.publish import data_end
+from retention.db.platform import CampaignTarget
 from retention.db.warehouse import WAREHOUSE
+from retention.params import NO_OFFER, CampaignParams
 from retention.settings import Settings
 
 if TYPE_CHECKING:  # mlflow is imported lazily: it is slow to import
@@ -65,20 +73,104 @@ def lift_estimate(treated: np.ndarray, control: np.ndarray, confidence: float) -
     return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in estimate.items()}
 
 
-def returned_customers(engine: Engine, start: pd.Timestamp, end: pd.Timestamp) -> set[str]:
-    """Customers with a purchase in [start, end) in the warehouse."""
+def customer_outcomes(engine: Engine, start: pd.Timestamp, end: pd.Timestamp) -> pd.Series:
+    """Revenue per customer with a purchase in [start, end) in the warehouse (index customer_id)."""
     events = WAREHOUSE["events"]
+    spend = func.sum(func.coalesce(events.c.price, 0.0) * events.c.quantity)
     with engine.connect() as connection:
         rows = connection.execute(
-            select(events.c.customer_id)
+            select(events.c.customer_id, spend)
             .where(events.c.event_type == "purchase", events.c.ts >= start, events.c.ts < end)
-            .distinct()
-        ).scalars()
-        return set(rows)
+            .group_by(events.c.customer_id)
+        ).all()
+    return pd.Series({customer: float(value or 0.0) for customer, value in rows}, dtype=float)
 
 
-def measure_lift(engine: Engine, campaign_id: str, confidence: float) -> dict[str, Any] | None:
-    """Measure and store a campaign's lift once its horizon has passed (None before that)."""
+def returned_customers(engine: Engine, start: pd.Timestamp, end: pd.Timestamp) -> set[str]:
+    """Customers with a purchase in [start, end) in the warehouse."""
+    return set(customer_outcomes(engine, start, end).index)
+
+
+def store_outcomes(engine: Engine, campaign_id: str, outcomes: pd.DataFrame) -> None:
+    """Write returned / revenue onto the campaign's logged rows (one transaction)."""
+    table = CampaignTarget.__table__
+    statement = (
+        update(table)
+        .where(and_(table.c.campaign_id == bindparam("c_id"), table.c.customer_id == bindparam("u_id")))
+        .values(returned=bindparam("r"), revenue=bindparam("v"))
+    )
+    rows = [
+        {"c_id": campaign_id, "u_id": c, "r": bool(r), "v": float(v)}
+        for c, r, v in outcomes[["customer_id", "returned", "revenue"]].itertuples(index=False)
+    ]
+    if rows:
+        with engine.begin() as connection:
+            connection.execute(statement, rows)
+
+
+def _finite(values: dict[str, Any]) -> dict[str, Any]:
+    # Undefined values are null, not NaN: NaN is not JSON (PostgreSQL's json type rejects it).
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in values.items()}
+
+
+def offer_lifts(logged: pd.DataFrame, offers: list[str], confidence: float) -> dict[str, dict[str, Any]]:
+    """Per offer: IPW lift vs no contact on return and on revenue, with intervals (see module doc)."""
+    from training.uplift.evaluation import weighted_difference
+
+    lifts: dict[str, dict[str, Any]] = {}
+    for offer in offers:
+        lifts[offer] = {
+            outcome: _finite(
+                weighted_difference(
+                    logged[outcome].to_numpy(dtype=float),
+                    logged["offer"].to_numpy(),
+                    logged["propensity"].to_numpy(dtype=float),
+                    offer,
+                    NO_OFFER,
+                    confidence,
+                )
+            )
+            for outcome in ("returned", "revenue")
+        }
+        lifts[offer]["n"] = {"rows": int((logged["offer"] == offer).sum())}
+    return lifts
+
+
+def policy_values(logged: pd.DataFrame, params: CampaignParams, confidence: float) -> dict[str, Any]:
+    """IPW value per customer (return rate and revenue) of the used, risk, random and no-contact policies."""
+    from training.uplift.evaluation import ipw_value
+
+    allowed = offer_eligibility(logged, params).to_numpy()
+    names = np.array(list(params.offers), dtype=object)
+    contact_rate = float((logged["policy_offer"] != NO_OFFER).mean()) if len(logged) else 0.0
+    offer, propensity = logged["offer"].to_numpy(), logged["propensity"].to_numpy(dtype=float)
+    # The random policy contacts the same share, with an offer drawn among the allowed ones.
+    random_prob = np.where(
+        offer == NO_OFFER,
+        1.0 - contact_rate,
+        contact_rate
+        * np.array([a[names == o].any() for a, o in zip(allowed, offer, strict=True)])
+        / np.maximum(allowed.sum(axis=1), 1),
+    )
+    chosen = {
+        "policy": (logged["policy_offer"] == logged["offer"]).to_numpy(dtype=float),
+        "risk": (logged["risk_offer"] == logged["offer"]).to_numpy(dtype=float),
+        "random": random_prob,
+        "nobody": (logged["offer"] == NO_OFFER).to_numpy(dtype=float),
+    }
+    return {
+        name: {
+            outcome: _finite(
+                ipw_value(logged[outcome].to_numpy(dtype=float), weight, propensity, confidence).to_dict()
+            )
+            for outcome in ("returned", "revenue")
+        }
+        for name, weight in chosen.items()
+    }
+
+
+def measure_lift(engine: Engine, campaign_id: str, params: CampaignParams) -> dict[str, Any] | None:
+    """Measure and store a campaign's outcomes and lifts once its horizon has passed (None before)."""
     campaign = get_campaign(engine, campaign_id)
     start = pd.Timestamp(campaign["as_of"])
     end = start + pd.Timedelta(days=campaign["horizon_days"])
@@ -87,10 +179,19 @@ def measure_lift(engine: Engine, campaign_id: str, confidence: float) -> dict[st
         log.info("%s: horizon ends %s, data complete up to %s: not yet", campaign_id, end.date(), complete)
         return None
     targets = campaign_targets(engine, campaign_id)
-    returned = targets["customer_id"].isin(returned_customers(engine, start, end)).to_numpy(dtype=int)
-    arm = targets["arm"].to_numpy()
+    spend = customer_outcomes(engine, start, end)
+    targets["returned"] = targets["customer_id"].isin(spend.index)
+    targets["revenue"] = targets["customer_id"].map(spend).fillna(0.0).astype(float)
+    store_outcomes(engine, campaign_id, targets)
+    confidence = params.lift_confidence
+    policy_rows = targets.loc[(targets["policy_offer"] != NO_OFFER) & ~targets["explored"].astype(bool)]
+    returned = policy_rows["returned"].to_numpy(dtype=int)
+    arm = policy_rows["arm"].to_numpy()
     lift = lift_estimate(returned[arm == TREATMENT], returned[arm == CONTROL], confidence)
     lift["measured_over"] = [start.isoformat(), end.isoformat()]
+    offers = sorted(set(targets["offer"]) - {NO_OFFER})
+    lift["per_offer"] = offer_lifts(targets, offers, confidence)
+    lift["policy_values"] = policy_values(targets, params, confidence)
     set_lift(engine, campaign_id, lift)
     return lift
 
@@ -107,6 +208,14 @@ def log_lift(settings: Settings, campaign: dict[str, Any], lift: dict[str, Any])
     if found:
         return found[0].info.run_id
     metrics = {k: float(v) for k, v in lift.items() if isinstance(v, int | float)}
+    for offer, figures in lift.get("per_offer", {}).items():
+        for outcome in ("returned", "revenue"):
+            if figures[outcome].get("lift") is not None:
+                metrics[f"lift_{outcome}.{offer}"] = float(figures[outcome]["lift"])
+    for policy, figures in lift.get("policy_values", {}).items():
+        for outcome in ("returned", "revenue"):
+            if figures[outcome].get("value") is not None:
+                metrics[f"value_{outcome}.{policy}"] = float(figures[outcome]["value"])
     tags = {
         "campaign_id": campaign["campaign_id"],
         "as_of": pd.Timestamp(campaign["as_of"]).isoformat(),
@@ -138,13 +247,13 @@ def _param(key: str, value: object) -> Param:
     return Param(key, str(value))
 
 
-def measure_due(engine: Engine, settings: Settings, confidence: float) -> list[str]:
+def measure_due(engine: Engine, settings: Settings, params: CampaignParams) -> list[str]:
     """Measure every campaign whose horizon has passed and whose lift is not known yet."""
     measured = []
     for campaign in list_campaigns(engine):
         if campaign["lift"] is not None:
             continue
-        lift = measure_lift(engine, campaign["campaign_id"], confidence)
+        lift = measure_lift(engine, campaign["campaign_id"], params)
         if lift is not None:
             log_lift(settings, campaign, lift)
             measured.append(campaign["campaign_id"])

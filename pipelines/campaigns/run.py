@@ -19,31 +19,38 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, select
 
+from feature_store.campaign_log import read_campaign_log
+from pipelines.campaigns.history import cold_start_reason
 from pipelines.campaigns.lift import measure_due
 from pipelines.campaigns.score import (
     CampaignError,
     active_products,
+    feature_snapshot,
     load_champions,
+    load_uplift_champion,
     recommend_products,
     score_customers,
+    uplift_estimates,
 )
-from pipelines.campaigns.select import CONTROL, TREATMENT, campaign_id, select_targets
+from pipelines.campaigns.select import CONTROL, EXPORTED_ARMS, TREATMENT, campaign_id, select_targets
 from pipelines.campaigns.state_cache import current_states
 from pipelines.campaigns.store import (
     TARGET_COLUMNS,
     CampaignNotFound,
     customer_contacts,
+    export_csv,
     export_frame,
     get_campaign,
     write_campaign,
 )
-from pipelines.campaigns.suite import SUITE_NAME, suite_parameters, validation_frame
+from pipelines.campaigns.suite import SUITE_NAME, policy_contacts, suite_parameters, validation_frame
+from pipelines.campaigns.summary import summarise
 from pipelines.extract.publish import data_end
 from retention.atomic import atomic_path
 from retention.clock import naive_utc, utc_now
 from retention.context import platform_session
 from retention.db.platform import Campaign, CampaignTarget
-from retention.params import CampaignParams
+from retention.params import CampaignParams, Params
 from retention.settings import Settings
 
 log = logging.getLogger("retention.campaigns")
@@ -129,7 +136,22 @@ def build(as_of: datetime, settings: Settings | None = None) -> Path:
         scored = score_customers(engine, history, features, champions, params, when)
         campaign = campaign_id(config.name, when)
         cooldown = recently_treated(engine, when, config.cooldown_days, campaign)
-        targets, funnel = select_targets(scored, config, campaign, cooldown)
+        logged = read_campaign_log(engine, before=when).rows
+        uplift_model = load_uplift_champion(settings)
+        why = cold_start_reason(logged, uplift_model is not None, config)
+        share = config.cold_start.exploration_share if why else config.exploration_share
+        uplift = None
+        if why is None and uplift_model is not None:
+            uplift = uplift_estimates(uplift_model[0], scored, features, params)
+            champions.extra_versions[uplift_model[2]] = uplift_model[1]
+            why = (
+                f"the uplift model (version {uplift_model[1]}) learnt from {len(logged)} randomised outcomes"
+            )
+        targets, funnel = select_targets(scored, config, campaign, cooldown, uplift, share)
+        targets["features"] = pd.Series(
+            feature_snapshot(features, targets["customer_id"]), index=targets.index
+        )
+        listed = targets["arm"].isin(EXPORTED_ARMS).to_numpy()
         states = current_states(
             settings,
             champions.recommender,
@@ -138,41 +160,57 @@ def build(as_of: datetime, settings: Settings | None = None) -> Path:
             history,
             when,
         )
-        targets["recommendations"] = recommend_products(
+        recommended = recommend_products(
             champions.recommender,
             states,
             history,
-            targets["customer_id"].tolist(),
+            targets.loc[listed, "customer_id"].tolist(),
             config.recommendations,
             when,
             config.recent_purchase_days,
             active_products(engine),
         )
+        targets["recommendations"] = [[] for _ in range(len(targets))]
+        targets.loc[listed, "recommendations"] = pd.Series(recommended, index=targets.index[listed])
+        targets.loc[~listed, "reasons"] = pd.Series(
+            [[] for _ in range(int((~listed).sum()))], dtype=object
+        ).values
+        targets["returned"], targets["revenue"] = None, None
         targets["campaign_id"] = campaign
         folder = staging_dir(settings, campaign)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / VALIDATION_FILE).unlink(missing_ok=True)  # a new build needs a new validation
-        with atomic_path(folder / TARGETS_FILE) as tmp:
-            targets[TARGET_COLUMNS].to_parquet(tmp, index=False)
+        write_staged(folder, targets)
         meta = {
             "campaign_id": campaign,
             "name": config.name,
             "as_of": when.isoformat(),
             "horizon_days": config.horizon_days,
-            "model_versions": champions.versions,
+            "model_versions": {**champions.versions, **champions.extra_versions},
             "params_hash": params_hash(config),
             "funnel": funnel,
+            "policy": funnel["policy"],
+            "summary": summarise(targets, funnel, config, share, why or ""),
         }
         with atomic_path(folder / META_FILE) as tmp:
             tmp.write_text(json.dumps(meta, indent=2))
         log.info(
-            "%s: %d targets (%d control) of %d scored customers",
+            "%s: %s policy: %d contacted, %d held out, of %d eligible (%d scored)",
             campaign,
-            funnel["selected"],
+            funnel["policy"],
+            funnel["contacted"],
             funnel["control"],
+            funnel["eligible"],
             funnel["scored"],
         )
         return folder
+
+
+def write_staged(folder: Path, targets: pd.DataFrame) -> None:
+    """Stage the targets (atomically; the feature dicts as JSON text, which Parquet keeps as is)."""
+    with atomic_path(folder / TARGETS_FILE) as tmp:
+        staged = targets[TARGET_COLUMNS].assign(features=targets["features"].map(json.dumps))
+        staged.to_parquet(tmp, index=False)
 
 
 def read_staged(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -186,6 +224,9 @@ def read_staged(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     targets = pd.read_parquet(folder / TARGETS_FILE)
     for column in ("reasons", "recommendations"):
         targets[column] = targets[column].map(lambda v: [str(x) for x in v] if v is not None else [])
+    targets["features"] = targets["features"].map(json.loads)
+    for column in ("returned", "revenue"):  # measured after the horizon, by lift.py
+        targets[column] = targets[column].astype(object).where(targets[column].notna(), None)
     return targets, json.loads((folder / META_FILE).read_text())
 
 
@@ -209,7 +250,7 @@ def validate(folder: Path, settings: Settings | None = None) -> dict[str, Any]:
             report = QualityService(settings.gx_dir).validate(
                 SUITE_NAME,
                 validation_frame(targets, consent),
-                suite_parameters(params.campaign, len(targets)),
+                suite_parameters(params.campaign, policy_contacts(targets)),
             )
             failed = [f"{o.name}: {o.detail}" for o in report.failed]
             docs_url = report.docs_url
@@ -232,14 +273,23 @@ def validate(folder: Path, settings: Settings | None = None) -> dict[str, Any]:
 
 def _write_export(frame: pd.DataFrame, fmt: str, target: Path) -> None:
     with atomic_path(target) as tmp:
-        if fmt == "csv":
-            frame.to_csv(tmp, index=False)
+        if fmt == "csv":  # formula-like cells neutralised (CSV injection)
+            export_csv(frame, tmp)
         else:
             frame.to_parquet(tmp, index=False)
 
 
-def _write_exports(engine: Engine, settings: Settings, campaign: str) -> dict[str, str]:
-    frame = export_frame(engine, campaign)
+def _marketing_frame(engine: Engine, params: Params, campaign: str) -> pd.DataFrame:
+    return export_frame(
+        engine,
+        campaign,
+        risk_deciles=params.campaign.risk_deciles,
+        rfm_quantiles=params.features.rfm_quantiles,
+    )
+
+
+def _write_exports(engine: Engine, settings: Settings, params: Params, campaign: str) -> dict[str, str]:
+    frame = _marketing_frame(engine, params, campaign)
     paths = {}
     for fmt in EXPORT_FORMATS:
         target = export_dir(settings, campaign) / f"targets.{fmt}"
@@ -254,7 +304,7 @@ def publish(folder: Path, settings: Settings | None = None) -> dict[str, Any]:
     Raises:
         CampaignRejected: the list was not validated, failed, or changed since validation.
     """
-    with platform_session(settings) as (settings, _params, engine):
+    with platform_session(settings) as (settings, params, engine):
         targets, meta = read_staged(folder)
         campaign = meta["campaign_id"]
         checked = folder / VALIDATION_FILE
@@ -264,7 +314,12 @@ def publish(folder: Path, settings: Settings | None = None) -> dict[str, Any]:
         if validation["targets_sha256"] != _file_hash(folder / TARGETS_FILE):
             raise CampaignRejected(f"campaign {campaign} changed after validation: validate it again")
         content = _digest(
-            [targets[TARGET_COLUMNS].to_dict("records"), meta["model_versions"], meta["params_hash"]]
+            [
+                targets[TARGET_COLUMNS].to_dict("records"),
+                meta["model_versions"],
+                meta["params_hash"],
+                meta["summary"],
+            ]
         )
         try:
             existing = get_campaign(engine, campaign)
@@ -277,27 +332,30 @@ def publish(folder: Path, settings: Settings | None = None) -> dict[str, Any]:
             log.info("%s: already published with the same content; nothing changed", campaign)
             return existing
         n_control = int((targets["arm"] == CONTROL).sum())
+        n_listed = int(targets["arm"].isin(EXPORTED_ARMS).sum())
         row = {
             "campaign_id": campaign,
             "name": meta["name"],
             "as_of": pd.Timestamp(meta["as_of"]).to_pydatetime(),
             "horizon_days": meta["horizon_days"],
             "published_at": utc_now(),
-            "n_targets": len(targets),
+            "n_targets": n_listed,
             "n_control": n_control,
-            "control_share": n_control / len(targets) if len(targets) else 0.0,
+            "control_share": n_control / n_listed if n_listed else 0.0,
             "segments": {k: int(v) for k, v in targets["segment"].value_counts().sort_index().items()},
             "model_versions": meta["model_versions"],
             "params_hash": meta["params_hash"],
             "content_hash": content,
             "funnel": meta["funnel"],
+            "policy": meta["policy"],
+            "summary": meta["summary"],
             "exports": {},
             "lift": None,
         }
         if existing is not None and existing["content_hash"] == content:
             row["published_at"], row["lift"] = existing["published_at"], existing["lift"]
         write_campaign(engine, row, targets)
-        exports = _write_exports(engine, settings, campaign)
+        exports = _write_exports(engine, settings, params, campaign)
         with engine.begin() as connection:
             connection.execute(
                 Campaign.__table__.update().where(Campaign.campaign_id == campaign).values(exports=exports)
@@ -312,8 +370,8 @@ def export(campaign: str, fmt: str, out: Path, settings: Settings | None = None)
     """Write a published campaign's marketing export to `out` (atomically)."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"--format must be one of {', '.join(EXPORT_FORMATS)} (got {fmt!r})")
-    with platform_session(settings) as (_settings, _params, engine):
-        frame = export_frame(engine, campaign)
+    with platform_session(settings) as (_settings, params, engine):
+        frame = _marketing_frame(engine, params, campaign)
     _write_export(frame, fmt, out)
     return out
 
@@ -321,7 +379,7 @@ def export(campaign: str, fmt: str, out: Path, settings: Settings | None = None)
 def measure_lifts(settings: Settings | None = None) -> list[str]:
     """Measure (and log to MLflow) the lift of every campaign whose horizon has passed."""
     with platform_session(settings) as (settings, params, engine):
-        return measure_due(engine, settings, params.campaign.lift_confidence)
+        return measure_due(engine, settings, params.campaign)
 
 
 def run_campaign(as_of: datetime, settings: Settings | None = None) -> dict[str, Any]:

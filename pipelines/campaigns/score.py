@@ -13,7 +13,7 @@ multiply and top-k per batch; see `pipelines/campaigns/state_cache.py` and `trai
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from feature_store.events import EventLog
+from pipelines.campaigns.explain import predicted_value, value_feature
 from pipelines.campaigns.store import customer_contacts
 from retention.db.warehouse import WAREHOUSE
 from retention.params import Params
@@ -43,6 +44,7 @@ class Champions:
     return_version: str
     recommender: Any
     recommender_version: str
+    extra_versions: dict[str, str] = field(default_factory=dict)  # optional models used (uplift)
 
     @property
     def versions(self) -> dict[str, str]:
@@ -68,6 +70,8 @@ def load_champions(settings: Settings) -> Champions:
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     found: dict[str, tuple[Any, str]] = {}
     for kind, chosen in FAMILIES.items():
+        if not chosen.campaign_requires:
+            continue
         name = chosen.registered_name
         version = alias_version(client, name, CHAMPION)
         if version is None:
@@ -154,21 +158,21 @@ def score_customers(
         email (the last two only for exclusions; they are not stored with targets).
     """
     campaign = params.campaign
-    value_feature = f"monetary_{campaign.value_days}d"
+    value_column = value_feature(campaign.value_days)
     if campaign.value_days not in params.features.windows_days:
         raise CampaignError(
             f"campaign.value_days {campaign.value_days} must be one of features.windows_days "
-            f"{params.features.windows_days} (it reads the feature {value_feature})"
+            f"{params.features.windows_days} (it reads the feature {value_column})"
         )
     if features.empty:
         raise CampaignError(f"no customer has a purchase before {as_of}: nobody to score")
-    chosen = features[["customer_id", value_feature, "rfm_segment", "recency_days"]]
+    chosen = features[["customer_id", value_column, "rfm_segment", "recency_days"]]
     churn = churn_scores(champions.return_model, history, as_of, campaign.horizon_days)
     frame = chosen.merge(churn, on="customer_id", how="inner", validate="one_to_one")
     if len(frame) != len(chosen):
         raise CampaignError(f"the return model scored {len(frame)} of {len(chosen)} active customers")
     frame = frame.assign(
-        predicted_value=frame[value_feature].fillna(0.0) * campaign.horizon_days / campaign.value_days,
+        predicted_value=predicted_value(frame[value_column], campaign.horizon_days, campaign.value_days),
         segment=frame["rfm_segment"].fillna("unknown").astype(str),
     )
     contacts = customer_contacts(engine, frame["customer_id"].tolist())
@@ -186,3 +190,57 @@ def score_customers(
             "email",
         ]
     ]
+
+
+def load_uplift_champion(settings: Settings) -> tuple[Any, str, str] | None:
+    """The uplift family's champion (model, version, registered name), or None before it has one."""
+    from mlflow import MlflowClient
+
+    from training.families import FAMILIES
+    from training.registry import CHAMPION, alias_version, load_native
+
+    chosen = FAMILIES.get("uplift")
+    if chosen is None:
+        return None
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    version = alias_version(client, chosen.registered_name, CHAMPION)
+    if version is None:
+        return None
+    return (
+        load_native(settings.mlflow_tracking_uri, chosen.registered_name, version),
+        version,
+        chosen.registered_name,
+    )
+
+
+def _json_value(value: object) -> float | str | None:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return None
+    return value if isinstance(value, float | int) else str(value)
+
+
+def feature_snapshot(features: pd.DataFrame, customer_ids: pd.Series) -> list[dict[str, float | str | None]]:
+    """The feature-store row each customer was scored with, as JSON-ready dicts (logged per target)."""
+    table = features.set_index("customer_id")
+    numeric = table.select_dtypes("number").astype(float).round(6)
+    other = table.drop(columns=numeric.columns).astype(object)
+    rows = pd.concat([numeric, other], axis=1).reindex(customer_ids.to_numpy())
+    return [{str(k): _json_value(v) for k, v in record.items()} for record in rows.to_dict("records")]
+
+
+def uplift_estimates(
+    model: Any, scored: pd.DataFrame, features: pd.DataFrame, params: Params
+) -> pd.DataFrame:
+    """The uplift champion's per-offer estimates for the scored customers (aligned with `scored`).
+
+    Raises:
+        CampaignError: the model does not know an offer of the catalogue (retrain it).
+    """
+    inputs = scored[["customer_id", "p_churn", "predicted_value", "segment"]].merge(
+        features, on="customer_id", how="left", validate="one_to_one", suffixes=("", "_feature")
+    )
+    missing = sorted(set(params.campaign.offers) - set(model.offers))
+    if missing:
+        raise CampaignError(f"the uplift champion was trained without offers {missing}: retrain it")
+    estimates = model.predict_offers(inputs)
+    return estimates.set_index(inputs["customer_id"]).reindex(scored["customer_id"]).reset_index(drop=True)

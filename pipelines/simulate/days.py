@@ -2,19 +2,23 @@
 
 Vectorised with NumPy: one day of a million-customer shop is a handful of array operations.
 Each day draws from its own random stream `(seed, day)`, so any range of days can be generated
-independently and the result does not depend on how a period is split into runs.
+independently and the result does not depend on how a period is split into runs. Customers whom a
+published campaign changes on a day (pipelines/simulate/response.py) are generated again from that
+day's response stream `(seed, response, day)` and their rows replace their first ones, so the rows
+and ids of everyone else are the same with or without campaigns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from pipelines.simulate import vocabulary as vocab
-from pipelines.simulate.world import STREAM_CALENDAR, STREAM_DAY, World, day_date
+from pipelines.simulate.world import STREAM_CALENDAR, STREAM_DAY, STREAM_RESPONSE, World, day_date
 
 DAY_SECONDS = 86_400.0
 LAST_SECOND = DAY_SECONDS - 1.0  # everything of a day happens before midnight
@@ -34,20 +38,54 @@ class DayBatch:
     reviews: pd.DataFrame
 
 
+@dataclass(frozen=True)
+class DayChanges:
+    """Customers whose behaviour campaigns change on one day, with their changed parameters.
+
+    Attributes:
+        customer: their positions in the world, ascending.
+        churn_day: their churn days (moved by a persuasion or a drive-away).
+        visit_factor: multiplier of their visit rates (1 outside a response window).
+        purchase_rate: their P(purchase | cart).
+        discount: price cut of their orders (0 outside a coupon's window).
+    """
+
+    customer: np.ndarray
+    churn_day: np.ndarray
+    visit_factor: np.ndarray
+    purchase_rate: np.ndarray
+    discount: np.ndarray
+
+
+class Responses(Protocol):
+    """What campaigns change, day by day (`pipelines.simulate.response.CampaignResponses`)."""
+
+    def on_day(self, day: int) -> DayChanges | None:
+        """The customers changed on `day`; None when nobody is."""
+        ...
+
+
 def is_promo_day(world: World, day: int) -> bool:
     """Whether `day` is a promotion day (a calendar fixed by the seed)."""
     p = world.params
     return bool(np.random.default_rng([p.seed, STREAM_CALENDAR, day]).random() < p.promo_day_rate)
 
 
-def simulate_days(world: World, day_from: int, day_to: int) -> Iterator[DayBatch]:
-    """Generate days [day_from, day_to) one at a time."""
+def simulate_days(
+    world: World, day_from: int, day_to: int, responses: Responses | None = None
+) -> Iterator[DayBatch]:
+    """Generate days [day_from, day_to) one at a time (with the responses to published campaigns)."""
     for day in range(day_from, day_to):
-        yield simulate_day(world, day)
+        yield simulate_day(world, day, responses)
 
 
-def simulate_day(world: World, day: int) -> DayBatch:
-    """Generate one day of sessions, events, orders and reviews."""
+def simulate_day(world: World, day: int, responses: Responses | None = None) -> DayBatch:
+    """Generate one day of sessions, events, orders and reviews.
+
+    Everyone is first generated from the day's own stream as if no campaign existed. Customers whose
+    behaviour a campaign changes on this day then have their rows replaced by rows generated from the
+    day's response stream, so a campaign never shifts the draws, rows or ids of anyone else.
+    """
     p = world.params
     rng = np.random.default_rng([p.seed, STREAM_DAY, day])
     date = day_date(p, day)
@@ -55,11 +93,165 @@ def simulate_day(world: World, day: int) -> DayBatch:
 
     # Who visits: active customers, fading before they churn, more on weekends and promo days.
     alive = np.flatnonzero((world.signup_day <= day) & (day < world.churn_day))
-    fade = 1.0 - np.exp(-(world.churn_day[alive] - day) / p.decline_days)
-    rate = world.visit_rate[alive] * p.weekday_factors[date.weekday()] * fade
+    visit = visit_probability(world, alive, world.churn_day[alive], day, date.weekday(), promo)
+    session_customer = alive[rng.random(alive.size) < visit]
+    rows, next_ids = _sessions(world, day, rng, promo, session_customer)
+    changed = responses.on_day(day) if responses is not None else None
+    if changed is not None:
+        stream = np.random.default_rng([p.seed, STREAM_RESPONSE, day])
+        active = (world.signup_day[changed.customer] <= day) & (day < changed.churn_day)
+        customer = changed.customer[active]
+        visit = visit_probability(
+            world,
+            customer,
+            changed.churn_day[active],
+            day,
+            date.weekday(),
+            promo,
+            changed.visit_factor[active],
+        )
+        visits = stream.random(customer.size) < visit
+        responded, _ = _sessions(
+            world,
+            day,
+            stream,
+            promo,
+            customer[visits],
+            purchase_rate=changed.purchase_rate[active][visits],
+            discount=changed.discount[active][visits],
+            first_ids=next_ids,
+        )
+        replaced = np.zeros(world.customer_ids.size, dtype=bool)
+        replaced[changed.customer] = True
+        rows = rows.without(replaced).then(responded)
+    return rows.batch(world, day, promo)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """One day's rows as column arrays; `customer` and `product` hold positions in the world.
+
+    Events are in time order. Building the frames last lets a day generated in two parts (the
+    campaign responses) cost one set of frames.
+    """
+
+    events: dict[str, np.ndarray]
+    orders: dict[str, np.ndarray]
+    reviews: dict[str, np.ndarray]
+    sparse: bool = False  # a day without add-to-carts or purchases (typed as the shop always has)
+
+    def without(self, drop: np.ndarray) -> _Rows:
+        """These rows less those of the customers (positions) where `drop` is True."""
+        events, orders, reviews = (
+            _take(t, ~drop[t["customer"]]) for t in (self.events, self.orders, self.reviews)
+        )
+        return _Rows(events, orders, reviews, sparse=self.sparse)
+
+    def then(self, more: _Rows) -> _Rows:
+        """These rows and then `more`, events kept in time order (ties: these rows first)."""
+        events = {k: np.concatenate([v, more.events[k]]) for k, v in self.events.items()}
+        return _Rows(
+            _take(events, np.argsort(events["ts"], kind="stable")),
+            {k: np.concatenate([v, more.orders[k]]) for k, v in self.orders.items()},
+            {k: np.concatenate([v, more.reviews[k]]) for k, v in self.reviews.items()},
+        )
+
+    def batch(self, world: World, day: int, promo: bool) -> DayBatch:
+        """The rows as the shop's tables hold them."""
+        e, o, r = self.events, self.orders, self.reviews
+        events = pd.DataFrame(
+            {
+                "event_id": e["event_id"].tolist(),  # typed float64 when empty, as always
+                "customer_id": world.customer_ids[e["customer"]],
+                "product_id": world.product_ids[e["product"]],
+                "event_type": pd.Series(e["event_type"], dtype="str"),
+                "ts": e["ts"],
+                "quantity": e["quantity"],
+                "price": e["price"],
+                "order_id": pd.Series(e["order_id"], dtype=object),  # None on views and carts
+                "session_id": e["session_id"],
+            }
+        )
+        if self.sparse:  # built from empty parts, these columns have always been typed object
+            events = events.astype({"customer_id": object, "product_id": object, "session_id": object})
+        orders = pd.DataFrame(
+            {
+                "order_id": o["order_id"],
+                "customer_id": world.customer_ids[o["customer"]],
+                "ts": o["ts"],
+                "n_items": o["n_items"],
+                "total_amount": o["total_amount"],
+            }
+        )
+        reviews = pd.DataFrame(
+            {  # ids and texts as lists, as the shop has always built them (typed float64 when empty)
+                "review_id": r["review_id"].tolist(),
+                "customer_id": world.customer_ids[r["customer"]],
+                "product_id": world.product_ids[r["product"]],
+                "ts": r["ts"],
+                "rating": r["rating"],
+                "text": r["text"].tolist(),
+            }
+        )
+        return DayBatch(day=day, promo=promo, events=events, orders=orders, reviews=reviews)
+
+
+def _take(table: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: column[rows] for name, column in table.items()}
+
+
+def visit_probability(
+    world: World,
+    customers: np.ndarray,
+    churn_day: np.ndarray,
+    day: int,
+    weekday: int,
+    promo: bool,
+    visit_factor: np.ndarray | None = None,
+) -> np.ndarray:
+    """P(visit on `day`) of active customers: fading before churn, more on weekends and promo days.
+
+    Args:
+        world: the shop.
+        customers: positions of active customers.
+        churn_day: their churn days (a campaign may have moved them).
+        day, weekday, promo: the day, its weekday (0 = Monday) and whether it is a promotion day.
+        visit_factor: a campaign's multiplier of their visit rates, if any.
+    """
+    p = world.params
+    fade = 1.0 - np.exp(-(churn_day - day) / p.decline_days)
+    rate = world.visit_rate[customers] * p.weekday_factors[weekday] * fade
+    if visit_factor is not None:
+        rate = rate * visit_factor
     if promo:
-        rate = rate * (1.0 + p.promo_visit_boost * world.price_sensitivity[alive])
-    session_customer = alive[rng.random(alive.size) < np.minimum(rate, MAX_VISIT_PROBABILITY)]
+        rate = rate * (1.0 + p.promo_visit_boost * world.price_sensitivity[customers])
+    return np.minimum(rate, MAX_VISIT_PROBABILITY)
+
+
+def _sessions(
+    world: World,
+    day: int,
+    rng: np.random.Generator,
+    promo: bool,
+    session_customer: np.ndarray,
+    purchase_rate: np.ndarray | None = None,
+    discount: np.ndarray | None = None,
+    first_ids: tuple[int, int, int] = (0, 0, 0),
+) -> tuple[_Rows, tuple[int, int, int]]:
+    """Views, funnels, orders and reviews of one day's sessions (one per visiting customer).
+
+    Args:
+        purchase_rate, discount: per session, P(purchase | cart) and the price cut of a campaign
+            offer; None: the shop's own rate and no cut.
+        first_ids: first session, event and review number of the day to use (ids stay unique
+            when a day is generated in two parts).
+
+    Returns:
+        The rows, and the next free session, event and review numbers.
+    """
+    p = world.params
+    date = day_date(p, day)
+    first_session, first_event, first_review = first_ids
     n_sessions = session_customer.size
 
     # Views: each session browses mostly its customer's favourite category, skewed to top sellers.
@@ -83,10 +275,14 @@ def simulate_day(world: World, day: int) -> DayBatch:
     # Funnel: add to cart, then buy or abandon; one checkout (order) per session that buys.
     cart_rate = min(1.0, p.cart_rate * (p.promo_cart_boost if promo else 1.0))
     carted = rng.random(n_views) < cart_rate
-    bought = carted & (rng.random(n_views) < p.purchase_rate)
+    purchase = p.purchase_rate if purchase_rate is None else purchase_rate[view_session]
+    bought = carted & (rng.random(n_views) < purchase)
     cart_time = view_time + rng.exponential(p.view_gap_seconds * CART_GAP_FACTOR, n_views)
     quantity = 1 + rng.poisson(p.extra_quantity_mean, n_views)
-    price = np.round(world.product_price[product] * ((1.0 - p.promo_discount) if promo else 1.0), 2)
+    factor: float | np.ndarray = (1.0 - p.promo_discount) if promo else 1.0
+    if discount is not None:  # a campaign's coupon on top of the day's promotion
+        factor = factor * (1.0 - discount[view_session])
+    price = np.round(world.product_price[product] * factor, 2)
     last_cart = np.full(n_sessions, -np.inf)
     np.maximum.at(last_cart, view_session[bought], cart_time[bought])
     checkout_time = last_cart + rng.exponential(p.view_gap_seconds * CHECKOUT_GAP_FACTOR, n_sessions)
@@ -97,49 +293,45 @@ def simulate_day(world: World, day: int) -> DayBatch:
         clipped = np.minimum(np.floor(seconds), LAST_SECOND)
         return base + clipped.astype("timedelta64[s]").astype("timedelta64[us]")
 
-    session_ids = np.array([f"S{day:05d}-{i:06d}" for i in range(n_sessions)], dtype=object)
+    session_ids = np.array([f"S{day:05d}-{first_session + i:06d}" for i in range(n_sessions)], dtype=object)
     ordering = np.flatnonzero(np.bincount(view_session[bought], minlength=n_sessions))
     order_ids = np.full(n_sessions, None, dtype=object)
-    order_ids[ordering] = [f"O{day:05d}-{i:06d}" for i in ordering]
+    order_ids[ordering] = [f"O{day:05d}-{first_session + i:06d}" for i in ordering]
 
-    parts = []
-    for kind, mask, times in (
-        ("view", slice(None), view_time),
-        ("cart", carted, cart_time),
-        ("purchase", bought, checkout_time[view_session]),
-    ):
-        parts.append(
-            pd.DataFrame(
-                {
-                    "customer_id": world.customer_ids[view_customer[mask]],
-                    "product_id": world.product_ids[product[mask]],
-                    "event_type": kind,
-                    "ts": stamp(times[mask]),
-                    "quantity": 1 if kind == "view" else quantity[mask],
-                    "price": price[mask],
-                    "order_id": order_ids[view_session[mask]] if kind == "purchase" else None,
-                    "session_id": session_ids[view_session[mask]],
-                }
-            )
-        )
-    events = pd.concat(parts, ignore_index=True).sort_values("ts", kind="stable", ignore_index=True)
-    events.insert(0, "event_id", [f"E{day:05d}-{i:07d}" for i in range(len(events))])
+    # Events: every view, then every add-to-cart, then every purchased line, put in time order.
+    row = np.concatenate([np.arange(n_views), np.flatnonzero(carted), np.flatnonzero(bought)])
+    kinds = np.array(["view", "cart", "purchase"], dtype=object)
+    kind = np.repeat(kinds, [n_views, int(carted.sum()), int(bought.sum())])
+    times = np.concatenate([view_time, cart_time[carted], checkout_time[view_session[bought]]])
+    order_of = np.where(kind == "purchase", order_ids[view_session[row]], None)
+    events = {
+        "customer": view_customer[row],
+        "product": product[row],
+        "event_type": kind,
+        "ts": stamp(times),
+        "quantity": np.where(kind == "view", 1, quantity[row]),
+        "price": price[row],
+        "order_id": order_of,
+        "session_id": session_ids[view_session[row]],
+    }
+    events = _take(events, np.argsort(events["ts"], kind="stable"))
+    n_events = kind.size
+    events["event_id"] = np.array(
+        [f"E{day:05d}-{first_event + i:07d}" for i in range(n_events)], dtype=object
+    )
 
     line_amount = quantity[bought] * price[bought]
-    orders = pd.DataFrame(
-        {
-            "order_id": order_ids[ordering],
-            "customer_id": world.customer_ids[session_customer[ordering]],
-            "ts": stamp(checkout_time[ordering]),
-            "n_items": np.bincount(view_session[bought], weights=quantity[bought], minlength=n_sessions)[
-                ordering
-            ].astype(np.int64),
-            "total_amount": np.round(
-                np.bincount(view_session[bought], weights=line_amount, minlength=n_sessions)[ordering],
-                2,
-            ),
-        }
-    )
+    orders = {
+        "order_id": order_ids[ordering],
+        "customer": session_customer[ordering],
+        "ts": stamp(checkout_time[ordering]),
+        "n_items": np.bincount(view_session[bought], weights=quantity[bought], minlength=n_sessions)[
+            ordering
+        ].astype(np.int64),
+        "total_amount": np.round(
+            np.bincount(view_session[bought], weights=line_amount, minlength=n_sessions)[ordering], 2
+        ),
+    }
     reviews = _reviews(
         world,
         rng,
@@ -148,8 +340,10 @@ def simulate_day(world: World, day: int) -> DayBatch:
         product[bought],
         checkout_time[view_session[bought]],
         stamp,
+        first_review,
     )
-    return DayBatch(day=day, promo=promo, events=events, orders=orders, reviews=reviews)
+    next_ids = (first_session + n_sessions, first_event + n_events, first_review + reviews["review_id"].size)
+    return _Rows(events, orders, reviews, sparse=not (carted.any() and bought.any())), next_ids
 
 
 def _reviews(
@@ -160,7 +354,8 @@ def _reviews(
     product: np.ndarray,
     purchase_time: np.ndarray,
     stamp: Callable[[np.ndarray], np.ndarray],
-) -> pd.DataFrame:
+    first_review: int = 0,
+) -> dict[str, np.ndarray]:
     """Reviews of some purchased lines: rating and text tone both follow latent satisfaction."""
     p = world.params
     reviewed = rng.random(customer.size) < p.review_rate
@@ -183,13 +378,11 @@ def _reviews(
         )
     low, high = p.review_delay_hours
     delay = rng.uniform(low * 3600, high * 3600, n)
-    return pd.DataFrame(
-        {
-            "review_id": [f"R{day:05d}-{i:06d}" for i in range(n)],
-            "customer_id": world.customer_ids[customer],
-            "product_id": world.product_ids[product],
-            "ts": stamp(purchase_time + delay),
-            "rating": rating,
-            "text": texts,
-        }
-    )
+    return {
+        "review_id": np.array([f"R{day:05d}-{first_review + i:06d}" for i in range(n)], dtype=object),
+        "customer": customer,
+        "product": product,
+        "ts": stamp(purchase_time + delay),
+        "rating": rating,
+        "text": np.array(texts, dtype=object),
+    }

@@ -17,6 +17,7 @@ from retention.params import SimulateParams
 
 # Independent random streams, so adding a draw to one step never shifts another step's numbers.
 STREAM_CATALOGUE, STREAM_CUSTOMERS, STREAM_CALENDAR, STREAM_DAY = 1, 2, 3, 4
+STREAM_CONTACT, STREAM_RESPONSE = 5, 6  # campaign responses: per (campaign, customer), per day
 MAX_LIFETIME_DAYS = 36_500  # a century: keeps dates of never-churning customers representable
 
 

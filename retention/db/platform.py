@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from retention.db.base import ID, Base
@@ -66,10 +66,22 @@ class Campaign(Base):
     funnel: Mapped[dict[str, Any]] = mapped_column(JSON)  # scored, excluded by reason, eligible, selected
     exports: Mapped[dict[str, str]] = mapped_column(JSON)  # {format: path}
     lift: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # measured once the horizon has passed
+    policy: Mapped[str] = mapped_column(String(16), default="risk")  # uplift | risk (the cold-start rule)
+    summary: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict
+    )  # offer mix, costs, expected profit with interval, why the policy was chosen
 
 
 class CampaignTarget(Base):
-    """One customer of a campaign: treatment or control, with scores, reasons and recommendations."""
+    """One eligible customer of a campaign, as logged for unbiased estimates later.
+
+    `arm`: treatment (contacted with `offer`), control (held out at random: must not be contacted)
+    or untreated (the policy chose no contact and no exploration draw changed it; not exported).
+    `offer` is what the customer got (`none` = no contact), `propensity` the logged probability of
+    exactly that offer, so every later estimate (lift per offer, off-policy values, the uplift
+    model's training set) can weight by it. `features` are the inputs the policy saw at as-of.
+    `returned` / `revenue` are filled when the horizon has passed.
+    """
 
     __tablename__ = "platform_campaign_targets"
 
@@ -84,3 +96,14 @@ class CampaignTarget(Base):
     value_at_stake: Mapped[float] = mapped_column(Float)
     reasons: Mapped[list[str]] = mapped_column(JSON)  # the return model's top features
     recommendations: Mapped[list[str]] = mapped_column(JSON)  # product ids, best first
+    offer: Mapped[str] = mapped_column(String(32), default="none")  # the offer given; none = no contact
+    policy_offer: Mapped[str] = mapped_column(String(32), default="none")  # what the policy chose
+    risk_offer: Mapped[str] = mapped_column(String(32), default="none")  # what the risk ranking would give
+    propensity: Mapped[float] = mapped_column(Float, default=1.0)  # P(offer | customer) when logged
+    explored: Mapped[bool] = mapped_column(Boolean, default=False)  # offer drawn at random
+    uplift_return: Mapped[float | None] = mapped_column(Float)  # expected incremental P(return)
+    uplift_revenue: Mapped[float | None] = mapped_column(Float)  # expected incremental revenue
+    expected_profit: Mapped[float | None] = mapped_column(Float)  # uplift_revenue x margin - cost
+    features: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # model inputs at as-of
+    returned: Mapped[bool | None] = mapped_column(Boolean)  # purchased within the horizon
+    revenue: Mapped[float | None] = mapped_column(Float)  # spend within the horizon

@@ -72,8 +72,10 @@ def test_dagbag_imports_without_errors(airflow_env: dict[str, str]) -> None:
     assert report["dags"]["train_models"] == [
         "gate_recommender",
         "gate_return",
+        "gate_uplift",
         "train_recommender",
         "train_return",
+        "train_uplift",
     ]
     assert report["dags"]["retention_campaign"] == [
         "build_list",
@@ -91,17 +93,21 @@ def test_training_dag_is_scheduled_on_the_features_asset(airflow_env: dict[str, 
         airflow_env,
     )
     assert report["assets"] == ["retention://features/online"]
-    assert report["upstream"] == {  # the two families train in parallel; each is gated after its training
+    assert report["upstream"] == {  # the families train in parallel; each is gated after its training
         "train_recommender": [],
         "train_return": [],
+        "train_uplift": [],
         "gate_recommender": ["train_recommender"],
         "gate_return": ["train_return"],
+        "gate_uplift": ["train_uplift"],
     }
     assert report["outlets"] == {  # each gate announces its family's champion asset
         "train_recommender": [],
         "train_return": [],
+        "train_uplift": [],
         "gate_recommender": ["retention://models/recommender"],
         "gate_return": ["retention://models/return"],
+        "gate_uplift": ["retention://models/uplift"],
     }
 
 

@@ -1,5 +1,11 @@
 """Serving fixtures: one API app per test module on a private copy of the trained platform's database,
-with two synthetic published campaigns and fixed tokens.
+with three synthetic published campaigns and fixed tokens.
+
+The campaign rows are written here, independent of target selection: `CAMPAIGN_ID` has every
+column of an offer campaign (offers, hold-outs, untreated rows, uplift, features, a summary),
+`EMPTY_CAMPAIGN_ID` has no rows and a measured lift, `OLD_CAMPAIGN_ID` looks like a campaign
+published before offers (offer "none" on contacts, no features, summary {}, lift null) whose
+outcomes were measured.
 
 The app gets its settings explicitly (not from the environment), so a module-scoped app is safe
 beside the per-test `isolated_env`. The shared MLflow registry is only read.
@@ -21,6 +27,7 @@ from sqlalchemy import Engine, select
 
 from pipelines.campaigns.store import write_campaign
 from retention.db import create_db_engine
+from retention.db.platform import CampaignTarget
 from retention.db.warehouse import WAREHOUSE
 from retention.settings import Settings
 from serving.app import create_app
@@ -31,7 +38,28 @@ MARKETING_TOKEN = "marketing-test-token-0123456789"
 ADMIN_TOKEN = "admin-test-token-9876543210"
 CAMPAIGN_ID = "winback-2026-04-01"
 EMPTY_CAMPAIGN_ID = "empty-2026-03-01"
+OLD_CAMPAIGN_ID = "winback-2026-02-01"
 CAMPAIGN_TARGETS = 40  # rows of the synthetic campaign
+OLD_CAMPAIGN_TARGETS = 8
+OFFERS = ("reminder", "coupon_10", "free_shipping")
+SUMMARY = {  # the shape of pipelines.campaigns.summary.summarise
+    "policy": "risk",
+    "policy_reason": "cold start: 0 of 400 mature outcomes; the risk rule chooses",
+    "exploration_share": 0.3,
+    "offer_mix": {"coupon_10": 9, "free_shipping": 8, "reminder": 9},
+    "arms": {"treatment": 26, "control": 10, "untreated": 4},
+    "hold_out_note": "customers marked 'hold out' are the randomised control group: do not contact them",
+    "budget": 100.0,
+    "budget_note": "26 customers chosen by the risk policy within a budget of 70.00.",
+    "expected_cost": 12.5,
+    "incremental_returns": 1.8,
+    "incremental_returns_interval": [0.2, 3.4],
+    "incremental_profit": 30.25,
+    "incremental_profit_interval": [10.5, 50.0],
+    "interval_note": "outcome noise around the model's expectations",
+    "offers": {"reminder": {"fixed_cost": 0.1}, "none": None},
+    "cold_start": True,
+}
 
 
 def auth(token: str) -> dict[str, str]:
@@ -46,12 +74,48 @@ def customer_ids(engine: Engine) -> list[str]:
         return sorted(r.customer_id for r in connection.execute(select(customers.c.customer_id)))
 
 
+def with_defaults(targets: pd.DataFrame) -> pd.DataFrame:
+    """Target rows with every other `platform_campaign_targets` column at its default (None if it has
+    none), so fixtures keep working when columns are added."""
+    for column in CampaignTarget.__table__.columns:
+        if column.name not in targets:
+            default = column.default
+            value = None if default is None else default.arg(None) if default.is_callable else default.arg
+            targets[column.name] = [value] * len(targets)
+    return targets
+
+
+def product_ids(engine: Engine, n: int = 3) -> list[str]:
+    """The first `n` warehouse product ids."""
+    products = WAREHOUSE["products"]
+    with engine.connect() as connection:
+        rows = connection.execute(select(products.c.product_id).order_by(products.c.product_id).limit(n))
+        return [r.product_id for r in rows]
+
+
 def synthetic_campaign(
-    campaign_id: str, as_of: datetime, customers: list[str], lift: dict | None = None
+    campaign_id: str,
+    as_of: datetime,
+    customers: list[str],
+    lift: dict | None = None,
+    products: list[str] | None = None,
+    offers: bool = True,
 ) -> tuple[dict, pd.DataFrame]:
-    """A campaign row and its targets: arms alternate (every 4th is control), scores decrease with rank."""
+    """A campaign row and its targets: every 4th is control, every 10th (from the 9th) untreated, the
+    others contacted with the offers in turn; scores decrease with rank.
+
+    With `offers=False` it looks like a campaign published before offers: no untreated rows,
+    offer "none" everywhere, no uplift or features, outcomes measured, summary {}.
+    """
     n = len(customers)
-    arm = np.where(np.arange(n) % 4 == 3, "control", "treatment")
+    position = np.arange(n)
+    arm = np.where(position % 4 == 3, "control", "treatment")
+    if offers:
+        arm = np.where(position % 10 == 8, "untreated", arm)
+    offer = np.where(arm == "treatment", np.array(OFFERS, dtype=object)[position % len(OFFERS)], "none")
+    policy_offer = np.where(arm == "control", "reminder", offer)
+    uplift = np.linspace(0.08, 0.01, n) if n else np.zeros(0)
+    measured = not offers
     segments = np.array(["at_risk", "cant_lose", "hibernating"])[np.arange(n) % 3]
     p_churn = np.linspace(0.9, 0.5, n) if n else np.zeros(0)
     value = np.linspace(200.0, 50.0, n) if n else np.zeros(0)
@@ -66,8 +130,29 @@ def synthetic_campaign(
             "p_churn": p_churn,
             "predicted_value": value,
             "value_at_stake": p_churn * value,
-            "reasons": [["recency_days", "frequency_90d"]] * n,
-            "recommendations": [["P0000001", "P0000002", "P0000003"]] * n,
+            "reasons": [["recency_days", "monetary_90d"]] * n,
+            "recommendations": [list(products or ["P0000001", "P0000002", "P0000003"])] * n,
+            "offer": offer if offers else "none",
+            "policy_offer": policy_offer if offers else "none",
+            "propensity": 0.7,
+            "explored": position % 7 == 0,
+            "uplift_return": uplift if offers else None,
+            "uplift_revenue": uplift * 100 if offers else None,
+            "expected_profit": uplift * 30 - 0.5 if offers else None,
+            "features": [
+                {
+                    "recency_days": 40.0 + i,
+                    "ipt_mean_days": 21.0,
+                    "tenure_days": 400.0,
+                    "monetary_90d": 35.0,
+                    "monetary_365d": 395.0,
+                }
+                if offers
+                else {}
+                for i in range(n)
+            ],
+            "returned": (position % 2 == 0) if measured else None,
+            "revenue": np.where(position % 2 == 0, 42.0, 0.0) if measured else None,
         }
     )
     campaign = {
@@ -91,8 +176,10 @@ def synthetic_campaign(
         },
         "exports": {},
         "lift": lift,
+        "policy": "risk",
+        "summary": SUMMARY if offers and n else {},
     }
-    return campaign, targets
+    return campaign, with_defaults(targets)
 
 
 @dataclass(frozen=True)
@@ -119,10 +206,21 @@ def serve_copy(
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     settings = Settings.from_env(env)
     engine = create_db_engine(settings.database_url)
-    customers = customer_ids(engine)
-    write_campaign(engine, *synthetic_campaign(CAMPAIGN_ID, platform.as_of, customers[:CAMPAIGN_TARGETS]))
+    customers, products = customer_ids(engine), product_ids(engine)
+    write_campaign(
+        engine,
+        *synthetic_campaign(CAMPAIGN_ID, platform.as_of, customers[:CAMPAIGN_TARGETS], products=products),
+    )
     lift = {"lift": 0.042, "ci_low": -0.01, "ci_high": 0.094}
     write_campaign(engine, *synthetic_campaign(EMPTY_CAMPAIGN_ID, datetime(2026, 3, 1), [], lift))
+    old = synthetic_campaign(
+        OLD_CAMPAIGN_ID,
+        datetime(2026, 2, 1),
+        customers[:OLD_CAMPAIGN_TARGETS],
+        products=products,
+        offers=False,
+    )
+    write_campaign(engine, *old)
     serving = ServingSettings(
         marketing_token=MARKETING_TOKEN, admin_token=ADMIN_TOKEN, model_refresh_seconds=refresh_seconds
     )

@@ -1,4 +1,5 @@
-"""End to end in headless Chromium: log in, open a campaign, download its list, check the file.
+"""End to end in headless Chromium: log in, open a campaign (offer mix, hold-outs, top targets), download
+its list and check the file, open a customer's profile from the list.
 
 The API runs under a real uvicorn on a free loopback port; Debian's chromium and chromedriver
 are used through an explicit Service path (selenium-manager never downloads anything).
@@ -17,7 +18,7 @@ import pandas as pd
 import pytest
 import uvicorn
 
-from pipelines.campaigns.store import export_frame
+from pipelines.campaigns.store import campaign_targets, export_csv, export_frame
 from tests.serving.conftest import CAMPAIGN_ID, MARKETING_TOKEN, Served
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -101,7 +102,81 @@ def test_log_in_open_a_campaign_and_download_its_list(served: Served, live_url: 
     wait_for(lambda: path.exists() and not list(browser.downloads.glob("*.crdownload")), "the download")
     downloaded = pd.read_csv(path, dtype={"email": object})
     expected = pd.read_csv(
-        io.StringIO(export_frame(served.engine, CAMPAIGN_ID).to_csv(index=False)), dtype={"email": object}
+        io.StringIO(export_csv(export_frame(served.engine, CAMPAIGN_ID))), dtype={"email": object}
     )
     pd.testing.assert_frame_equal(downloaded, expected)
     assert downloaded["email"].notna().any()
+
+
+def _log_in(browser, live_url: str) -> None:  # noqa: ANN001
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{live_url}/ui/login")
+    browser.find_element(By.ID, "token").send_keys(MARKETING_TOKEN)
+    browser.find_element(By.ID, "login").click()
+    wait_for(lambda: browser.current_url.endswith("/ui/campaigns"), "the campaign list")
+
+
+def test_the_campaign_page_shows_the_offer_mix_and_the_hold_outs(
+    served: Served, live_url: str, browser
+) -> None:  # noqa: ANN001
+    from selenium.webdriver.common.by import By
+
+    # given the logged-in campaign list
+    _log_in(browser, live_url)
+    # when we open the campaign
+    browser.find_element(By.LINK_TEXT, CAMPAIGN_ID).click()
+    wait_for(lambda: browser.find_elements(By.ID, "offer-mix"), "the campaign page")
+    # then it shows how many to contact and to hold out, and contacts per offer, as the rows say
+    targets = campaign_targets(served.engine, CAMPAIGN_ID)
+    contacted = targets.loc[targets["arm"] == "treatment"]
+    assert browser.find_element(By.ID, "n-contacts").text == str(len(contacted))
+    assert browser.find_element(By.ID, "n-hold-outs").text == str(int((targets["arm"] == "control").sum()))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#offer-mix tr.offer")
+    shown = {
+        r.find_elements(By.TAG_NAME, "td")[0].text: int(r.find_elements(By.TAG_NAME, "td")[1].text)
+        for r in rows
+    }
+    assert shown == contacted["offer"].value_counts().to_dict()
+    assert "interval" in browser.find_element(By.ID, "expected-profit").text
+    # and the top targets say what to do with each customer
+    actions = {
+        r.find_elements(By.TAG_NAME, "td")[2].text
+        for r in browser.find_elements(By.CSS_SELECTOR, "#preview tr.target")
+    }
+    assert actions == {"contact", "hold out — do not contact"}
+
+
+def test_a_customer_profile_opens_from_the_campaign_page(served: Served, live_url: str, browser) -> None:  # noqa: ANN001
+    from selenium.webdriver.common.by import By
+
+    # given the campaign page
+    _log_in(browser, live_url)
+    browser.get(f"{live_url}/ui/campaigns/{CAMPAIGN_ID}")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "a.customer-link"), "the top targets")
+    # when we click the first scored customer of the list
+    scored = [
+        link
+        for link in browser.find_elements(By.CSS_SELECTOR, "a.customer-link")
+        if link.text in set(_online_ids(served))
+    ]
+    customer = scored[0].text
+    scored[0].click()
+    wait_for(lambda: browser.find_elements(By.ID, "churn"), "the profile page")
+    # then the profile shows the customer's sections, with the risk explained in words
+    assert browser.find_element(By.TAG_NAME, "h1").text == f"Customer {customer}"
+    for section in ("overview", "rfm", "churn", "sentiment", "categories", "recommendations", "campaigns"):
+        assert browser.find_element(By.ID, section).is_displayed()
+    assert browser.find_element(By.ID, "churn-risk").text.endswith("%")
+    assert browser.find_elements(By.CSS_SELECTOR, "#reasons li")
+    assert browser.find_elements(By.CSS_SELECTOR, "#recommendations tr.recommendation")
+    history = browser.find_elements(By.CSS_SELECTOR, "#campaigns tr.campaign-entry")
+    assert any(CAMPAIGN_ID in row.text for row in history)
+    assert "@" not in browser.find_element(By.TAG_NAME, "body").text  # no e-mail address
+
+
+def _online_ids(served: Served) -> list[str]:
+    from sqlalchemy import text
+
+    with served.engine.connect() as connection:
+        return [r[0] for r in connection.execute(text("SELECT customer_id FROM online_features"))]

@@ -10,12 +10,14 @@ from __future__ import annotations
 from training.families.base import BacktestRequest, ModelFamily, Scored, sanity_checks
 from training.families.recommender_family import RecommenderFamily
 from training.families.return_family import ReturnFamily
+from training.families.uplift_family import UpliftFamily
 
 FAMILIES: dict[str, ModelFamily] = {
     family.name: family
     for family in (
         ReturnFamily(),
         RecommenderFamily(),
+        UpliftFamily(),
     )
 }
 FAMILY_NAMES = tuple(FAMILIES)

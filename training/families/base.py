@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    from sqlalchemy import Engine
 
     from feature_store.events import EventLog, Source
     from retention.params import Params
@@ -82,6 +83,8 @@ class ModelFamily(ABC):
         params_sections: the params.yaml sections its runs use (logged and hashed into the tags).
         scores_file: the protocol file of its scores (EVALUATION.md).
         score_columns: that file's columns.
+        campaign_requires: a campaign cannot run without this family's champion (the uplift
+            family is optional: without it the cold-start rule targets by risk).
     """
 
     name: ClassVar[str]
@@ -90,6 +93,20 @@ class ModelFamily(ABC):
     params_sections: ClassVar[tuple[str, ...]]
     scores_file: ClassVar[str]
     score_columns: ClassVar[tuple[str, ...]]
+    campaign_requires: ClassVar[bool] = True
+
+    def read(self, engine: Engine, source: Source, before: Any) -> Any:
+        """The family's data up to `before` (default: the event log of `source`); has `fingerprint()`."""
+        from feature_store.events import read_event_log
+
+        return read_event_log(engine, source, before=before)
+
+    def data_end(self, data: Any) -> pd.Timestamp:
+        """Where the data is complete: midnight after the log's last event (the default as-of)."""
+        import pandas as pd
+
+        last: pd.Timestamp = data.events["ts"].max()
+        return last.normalize() + pd.Timedelta(days=1)
 
     def primary_metric(self, params: Params) -> str:
         """The metric the gate and the summaries lead with (params.yaml `promotion.<family>.primary`)."""

@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from pipelines.campaigns.run import (
-    TARGETS_FILE,
     CampaignRejected,
     build,
     publish,
     read_staged,
     validate,
+    write_staged,
 )
 from pipelines.campaigns.score import CampaignError
 from pipelines.campaigns.store import campaign_targets, get_campaign, list_campaigns
@@ -50,17 +50,30 @@ def test_campaign_follows_its_rules_and_reruns_without_change(on_trained_platfor
     assert first.exit_code == 0, first.output
     engine = _engine()
     campaign = get_campaign(engine, "winback-2026-04-01")
-    targets = campaign_targets(engine, "winback-2026-04-01")
+    logged = campaign_targets(engine, "winback-2026-04-01")
+    targets = logged.loc[logged["arm"].isin(["treatment", "control"])]
     assert campaign["n_targets"] == len(targets) > 0
     funnel = campaign["funnel"]
-    assert sum(funnel["excluded"].values()) + funnel["eligible"] == funnel["scored"]
+    assert (
+        sum(funnel["excluded"].values()) + funnel["eligible"]
+        == funnel["scored"]
+        == len(logged) + sum(funnel["excluded"].values())
+    )
+    # No uplift model yet: the cold-start rule targets by risk, with the larger exploration share.
+    assert campaign["policy"] == "risk" and "no uplift model" in campaign["summary"]["policy_reason"]
+    assert campaign["summary"]["exploration_share"] == params.cold_start.exploration_share
+    assert logged["propensity"].between(0, 1, inclusive="right").all()
+    assert (logged.loc[logged["arm"] == "control", "offer"] == "none").all()
+    assert (logged.loc[logged["arm"] == "treatment", "offer"] != "none").all()
+    assert logged["features"].map(lambda f: "recency_days" in f).all()  # the inputs are logged
     active = _sql(
         "SELECT COUNT(DISTINCT customer_id) FROM wh_events WHERE event_type = 'purchase' AND ts < :t", t=AS_OF
     )
     assert funnel["scored"] == active[0][0]  # every active customer was scored
     consent = dict(_sql("SELECT customer_id, marketing_consent FROM wh_customers"))
-    assert all(consent[c] for c in targets["customer_id"])
-    assert targets["p_churn"].between(*params.risk_band).all()
+    assert all(consent[c] for c in logged["customer_id"])
+    chosen = logged.loc[logged["policy_offer"] != "none"]
+    assert len(chosen) and chosen["p_churn"].between(*params.risk_band).all()
     assert campaign["model_versions"] == {"retention-return": "1", "retention-recommender": "1"}
     # Recommendations: active products, none bought by that customer in the last recent_purchase_days.
     active_products = {p for (p,) in _sql("SELECT product_id FROM wh_products WHERE active")}
@@ -75,11 +88,11 @@ def test_campaign_follows_its_rules_and_reruns_without_change(on_trained_platfor
         assert set(products) <= active_products
         assert not any((customer, p) in bought for p in products)
     assert targets["reasons"].map(len).min() >= 1
-    # The CSV export: one row per target, e-mail only for treated consenting customers.
+    # The CSV export: one row per listed target, e-mail only for consenting customers to contact.
     csv = pd.read_csv(campaign["exports"]["csv"])
     assert len(csv) == len(targets)
-    assert csv.loc[csv["arm"] == "control", "email"].isna().all()
-    assert csv.loc[csv["arm"] == "treatment", "email"].notna().all()
+    assert csv.loc[csv["action"] != "contact", "email"].isna().all()
+    assert csv.loc[csv["action"] == "contact", "email"].notna().all()
     # A rerun of the same interval rebuilds the same list and changes nothing.
     again = runner.invoke(app, ["campaigns", "run", "--as-of", "2026-04-01"])
     assert again.exit_code == 0, again.output
@@ -139,19 +152,20 @@ def _corrupt(folder: Path, how: str) -> str:
         targets.loc[0, "p_churn"] = 1.5
         expected = "expect_column_values_to_be_between(p_churn)"
     elif how == "no_recommendations":
-        targets.at[0, "recommendations"] = []
+        targets.at[targets.index[targets["arm"] == "treatment"][0], "recommendations"] = []
         expected = "expect_column_values_to_be_between(n_recommendations)"
     elif how == "control_share":
-        targets["arm"] = "control"
+        policy = targets["policy_offer"] != "none"
+        targets.loc[policy, "offer"], targets.loc[policy, "arm"] = "none", "control"
         expected = "expect_column_mean_to_be_between(is_control)"
     else:  # consent withdrawn after the list was built
         _sql(
             "UPDATE wh_customers SET marketing_consent = :f WHERE customer_id = :c",
             f=False,
-            c=targets.loc[0, "customer_id"],
+            c=targets.loc[targets["arm"] == "treatment", "customer_id"].iloc[0],
         )
         expected = "expect_column_values_to_be_in_set(marketing_consent)"
-    targets.to_parquet(folder / TARGETS_FILE, index=False)
+    write_staged(folder, targets)
     return expected
 
 
@@ -174,7 +188,7 @@ def test_gx_rejects_a_corrupted_list_and_nothing_is_published(staged: Path, how:
 def test_a_list_changed_after_validation_is_not_published(staged: Path) -> None:
     validate(staged)
     targets, _ = read_staged(staged)
-    targets.head(len(targets) - 1).to_parquet(staged / TARGETS_FILE, index=False)
+    write_staged(staged, targets.head(len(targets) - 1))
     with pytest.raises(CampaignRejected, match="changed after validation"):
         publish(staged)
 

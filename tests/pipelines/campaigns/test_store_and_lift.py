@@ -22,7 +22,11 @@ from pipelines.campaigns.store import (
     write_campaign,
 )
 from retention.db.warehouse import WAREHOUSE, Batch
+from retention.params import load_params
 from retention.settings import Settings
+from tests.conftest import ROOT
+
+CAMPAIGN = load_params(ROOT / "params.yaml").campaign
 
 AS_OF = datetime(2026, 5, 4)
 HORIZON = 30
@@ -45,11 +49,16 @@ def campaign_row(campaign_id: str, n: int, n_control: int) -> dict:
         "funnel": {"scored": n},
         "exports": {},
         "lift": None,
+        "policy": "risk",
+        "summary": {},
     }
 
 
-def targets_frame(campaign_id: str, arms: list[str]) -> pd.DataFrame:
+def targets_frame(
+    campaign_id: str, arms: list[str], offers: list[str] | None = None, propensity: list[float] | None = None
+) -> pd.DataFrame:
     n = len(arms)
+    offers = offers or ["reminder" if a == "treatment" else "none" for a in arms]
     return pd.DataFrame(
         {
             "campaign_id": campaign_id,
@@ -63,6 +72,17 @@ def targets_frame(campaign_id: str, arms: list[str]) -> pd.DataFrame:
             "value_at_stake": 6.0,
             "reasons": [["recency_days", "frequency_365d"]] * n,
             "recommendations": [["P1", "P2"]] * n,
+            "offer": offers,
+            "policy_offer": ["reminder" if a != "untreated" else "none" for a in arms],
+            "risk_offer": "reminder",
+            "propensity": propensity or [0.9 if a == "treatment" else 0.1 for a in arms],
+            "explored": False,
+            "uplift_return": None,
+            "uplift_revenue": None,
+            "expected_profit": None,
+            "features": [{"recency_days": 10.0}] * n,
+            "returned": None,
+            "revenue": None,
         }
     )
 
@@ -121,7 +141,7 @@ def test_exports_carry_email_only_for_consenting_treated_customers(engine) -> No
     export = export_frame(engine, "c")
     assert export["email"].tolist()[0] == "c000000@example.org"
     assert export["email"].iloc[1:].isna().all()  # no consent (now), or control: never contacted
-    assert export["recommendations"].iloc[0] == "P1 P2"
+    assert export["recommended_product_ids"].iloc[0] == "P1 P2"
 
 
 def _purchases(engine, buyers: list[str], start: datetime) -> None:  # noqa: ANN001
@@ -182,9 +202,9 @@ def test_lift_of_a_simulated_campaign_recovers_its_true_effect(engine, tmp_path:
     # Purchases before as-of or after the horizon do not count as returns.
     _purchases(engine, ids[:50], AS_OF - timedelta(days=HORIZON))
     _published_until(engine, AS_OF + timedelta(days=HORIZON - 1))
-    assert measure_lift(engine, "sim", 0.95) is None  # the horizon has not passed in the data yet
+    assert measure_lift(engine, "sim", CAMPAIGN) is None  # the horizon has not passed in the data yet
     _published_until(engine, AS_OF + timedelta(days=HORIZON))
-    lift = measure_lift(engine, "sim", 0.95)
+    lift = measure_lift(engine, "sim", CAMPAIGN)
     assert lift is not None
     observed_t = returned[arms == "treatment"].mean()
     observed_c = returned[arms == "control"].mean()
@@ -213,3 +233,37 @@ def test_lift_intervals_cover_the_truth_at_their_confidence() -> None:
     assert 0.91 <= covered / trials <= 0.98
     empty = lift_estimate(np.array([1, 0]), np.array([], dtype=int), 0.95)
     assert empty["ci_low"] is None and empty["lift"] is None and empty["n_control"] == 0
+
+
+def test_lift_per_offer_and_policy_values_recover_known_effects(engine) -> None:  # noqa: ANN001
+    """Offers logged with unequal, known propensities: the weighted estimates find the true effects,
+    the outcomes are stored on the rows, and the policy values match their known answers."""
+    rng = np.random.default_rng(3)
+    n = 6000
+    offers = np.array(["none", "reminder", "coupon_10"])
+    probs = np.array([0.5, 0.3, 0.2])
+    given = offers[rng.choice(3, n, p=probs)]
+    base, effect = 0.3, {"none": 0.0, "reminder": 0.05, "coupon_10": 0.15}
+    returned = rng.random(n) < base + np.vectorize(effect.get)(given)
+    arms = np.where(given == "none", "control", "treatment")
+    propensity = [float(probs[list(offers).index(g)]) for g in given]
+    frame = targets_frame("multi", list(arms), list(given), propensity)
+    frame["policy_offer"] = "coupon_10"
+    frame["risk_offer"] = "reminder"
+    frame["predicted_value"] = 50.0
+    write_campaign(engine, campaign_row("multi", n, int((arms == "control").sum())), frame)
+    ids = frame["customer_id"].tolist()
+    _purchases(engine, [c for c, r in zip(ids, returned, strict=True) if r], AS_OF)
+    _published_until(engine, AS_OF + timedelta(days=HORIZON))
+    lift = measure_lift(engine, "multi", CAMPAIGN)
+    assert lift is not None
+    for offer in ("reminder", "coupon_10"):
+        figures = lift["per_offer"][offer]["returned"]
+        assert figures["low"] < effect[offer] < figures["high"], offer
+    values = lift["policy_values"]
+    # coupon to everyone: 0.45; reminder to everyone: 0.35; nobody: 0.30 (each within its interval)
+    for name, truth in (("policy", 0.45), ("risk", 0.35), ("nobody", 0.30)):
+        assert values[name]["returned"]["low"] < truth < values[name]["returned"]["high"], name
+    stored = campaign_targets(engine, "multi")
+    assert stored["returned"].astype(bool).tolist() == list(returned)
+    assert (stored.loc[stored["returned"].astype(bool), "revenue"] > 0).all()

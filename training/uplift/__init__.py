@@ -1,0 +1,1 @@
+"""Treatment-effect (uplift) learners, their evaluation and off-policy estimates."""

@@ -1,0 +1,48 @@
+"""Qini curves per offer of a holdout campaign, one PNG per offer.
+
+The curve points are scikit-uplift's (`qini_curve`, `perfect_qini_curve`); the drawing is ours
+because sklift.viz 0.5.1 does not import with scikit-learn 1.8 (`check_matplotlib_support` was
+removed from sklearn.utils).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from retention.params import NO_OFFER
+
+
+def qini_plots(holdout: pd.DataFrame, rows: pd.DataFrame, offers: list[str], folder: Path) -> list[Path]:
+    """`qini_<offer>.png` for every offer with both arms in the holdout."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklift.metrics import perfect_qini_curve, qini_curve
+
+    written = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for offer in offers:
+        mask = holdout["offer"].isin([offer, NO_OFFER]).to_numpy()
+        treated = (holdout.loc[mask, "offer"] == offer).to_numpy(dtype=int)
+        y = holdout.loc[mask, "returned"].to_numpy(dtype=int)
+        if treated.min(initial=1) == treated.max(initial=0) or y.min(initial=1) == y.max(initial=0):
+            continue
+        score = rows.loc[mask, f"uplift_return_{offer}"].to_numpy(dtype=float)
+        x, gain = qini_curve(y, score, treated)
+        x_best, best = perfect_qini_curve(y, treated, negative_effect=True)
+        figure, axis = plt.subplots(figsize=(6, 4.5))
+        axis.plot(x, gain, label="model")
+        axis.plot(x_best, best, color="grey", linestyle=":", label="perfect")
+        axis.plot([0, x[-1]], [0, gain[-1]], color="black", linestyle="--", label="random")
+        axis.set_xlabel("customers contacted, by predicted uplift")
+        axis.set_ylabel("incremental returns")
+        axis.set_title(f"Qini curve: {offer} vs no contact (holdout campaign)")
+        axis.legend()
+        target = folder / f"qini_{offer}.png"
+        figure.savefig(target, dpi=100, bbox_inches="tight")
+        plt.close(figure)
+        written.append(target)
+    return written

@@ -40,10 +40,11 @@ def model_asset(family: str) -> Asset:
 )
 def train_models() -> None:
     @task
-    def train(family: str) -> dict:
+    def train(family: str, data_interval_end: pendulum.DateTime | None = None) -> dict:
         from pipelines.training import task_train_or_skip
 
-        return task_train_or_skip(family)
+        # data up to the run's interval end: a rerun after later data trains the same model
+        return task_train_or_skip(family, before=data_interval_end)
 
     @task
     def gate(family: str, trained: dict) -> dict:

@@ -50,7 +50,8 @@ class CampaignLog:
 
 
 def read_campaign_log(engine: Engine, before: pd.Timestamp | None = None) -> CampaignLog:
-    """Rows with a measured outcome, of campaigns whose as-of is before `before` (all if None)."""
+    """Rows with a measured outcome, of campaigns whose horizon ended by `before` (all if None):
+    what was known at `before`, so a rerun for an earlier date reads the same rows."""
     columns = [getattr(CampaignTarget, c) for c in LOGGED_COLUMNS]
     query = (
         select(*columns, Campaign.as_of, Campaign.horizon_days)
@@ -63,6 +64,9 @@ def read_campaign_log(engine: Engine, before: pd.Timestamp | None = None) -> Cam
     with engine.connect() as connection:
         rows = connection.execute(query).mappings().all()
     frame = pd.DataFrame([dict(r) for r in rows], columns=[*LOGGED_COLUMNS, "as_of", "horizon_days"])
+    if before is not None and len(frame):
+        ends = pd.to_datetime(frame["as_of"]) + pd.to_timedelta(frame["horizon_days"], unit="D")
+        frame = frame.loc[(ends <= pd.Timestamp(before)).to_numpy()].reset_index(drop=True)
     if len(frame):
         frame = frame.astype({"returned": bool, "revenue": float, "propensity": float})
     return CampaignLog(frame)

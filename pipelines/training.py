@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
+from retention.clock import naive_utc
 from retention.context import platform_session
 from retention.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def task_train(family: str, settings: Settings | None = None) -> dict[str, Any]:
+def task_train(
+    family: str, settings: Settings | None = None, before: datetime | None = None
+) -> dict[str, Any]:
     """Train a model family's model (`training.families`) on every validated warehouse row.
 
     Idempotent: when the same data, parameters and code were already trained and registered, that
@@ -24,12 +28,13 @@ def task_train(family: str, settings: Settings | None = None) -> dict[str, Any]:
     from training.train import train_model
 
     with platform_session(settings) as (settings, params, engine):
-        result = train_model(engine, settings, params, family, source="warehouse")
+        bound = naive_utc(before) if before is not None else None
+        result = train_model(engine, settings, params, family, source="warehouse", before=bound)
     summary = asdict(result)
     return {**summary, "as_of": str(result.as_of), "folder": str(result.folder)}
 
 
-def task_train_or_skip(family: str) -> dict[str, Any]:
+def task_train_or_skip(family: str, before: datetime | None = None) -> dict[str, Any]:
     """`task_train` for a DAG task: data that cannot support the model (e.g. an order-total log
     with one placeholder product has no recommendation task) skips the task, and its gate, with
     the reason instead of failing the run."""
@@ -38,7 +43,7 @@ def task_train_or_skip(family: str) -> dict[str, Any]:
     from training.protocol import ProtocolError
 
     try:
-        return task_train(family)
+        return task_train(family, before=before)
     except ProtocolError as error:
         raise AirflowSkipException(f"{family} model not trained on this data: {error}") from error
 

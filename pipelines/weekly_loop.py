@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,13 +68,13 @@ def extract_week(start: datetime, end: datetime, settings: Settings) -> None:
     task_refresh_states(end, settings)
 
 
-def train_uplift(settings: Settings) -> dict[str, Any]:
+def train_uplift(settings: Settings, before: datetime) -> dict[str, Any]:
     """Train and gate the uplift model when the campaign log supports it; says what happened."""
     from pipelines.training import task_gate, task_train
     from training.protocol import ProtocolError
 
     try:
-        trained = task_train("uplift", settings)
+        trained = task_train("uplift", settings, before=before)
     except ProtocolError as error:
         return {"summary": f"not trained yet ({error})"}
     decision = task_gate("uplift", trained["version"], settings)
@@ -86,16 +87,32 @@ def train_uplift(settings: Settings) -> dict[str, Any]:
 
 
 def run_week(week: int, start: datetime, settings: Settings, simulate_week: Callable[[], Any]) -> WeekReport:
-    """One simulated week of the loop (see the module docstring); idempotent like its tasks."""
+    """One simulated week of the loop (see the module docstring).
+
+    A week whose campaign is already published is history and is left as it is: rebuilding it
+    now would use today's champions (a registry alias has no past), change its offers and so
+    every later week's data. A week interrupted before its campaign is run again; each of its
+    steps is idempotent.
+    """
+    import pandas as pd
+
     from pipelines.campaigns.run import measure_lifts, run_campaign
+    from pipelines.campaigns.select import campaign_id
+    from pipelines.campaigns.store import CampaignNotFound, get_campaign
+    from retention.context import platform_session
 
     started = time.perf_counter()
     end = start + timedelta(days=7)
     report = WeekReport(week, start, end)
+    with platform_session(settings) as (_settings, params, engine), suppress(CampaignNotFound):
+        report.campaign = get_campaign(engine, campaign_id(params.campaign.name, pd.Timestamp(end)))
+    if report.campaign is not None:
+        report.uplift = {"summary": "week already run: left as it is"}
+        return report
     simulate_week()
     extract_week(start, end, settings)
     report.measured = measure_lifts(settings)
-    report.uplift = train_uplift(settings)
+    report.uplift = train_uplift(settings, end)
     report.campaign = run_campaign(end, settings)
     report.seconds = time.perf_counter() - started
     return report

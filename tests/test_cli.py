@@ -70,6 +70,7 @@ def test_main_job_runs_the_dags_from_extraction_to_the_campaign(
     respond to offers, lifts are measured, the uplift model trains on the logged campaigns), then a
     rerun that changes nothing."""
     import mlflow
+    import yaml
     from sqlalchemy import text
 
     from retention.db import create_db_engine
@@ -80,7 +81,16 @@ def test_main_job_runs_the_dags_from_extraction_to_the_campaign(
         "horizon_days": 7,
         "cold_start": {"min_outcomes": 50, "min_campaigns": 2, "exploration_share": 0.3},
     }
-    params = small_params(tmp_path, simulate={"customers": 400, "days": 88}, campaign=loop)
+    # the gate's latency bound is a production figure, not what a shared test machine measures
+    params = small_params(
+        tmp_path,
+        simulate={"customers": 800, "days": 88},
+        campaign=loop,
+        promotion={"max_latency_ms": 1000.0},
+    )
+    raw = yaml.safe_load(params.read_text())
+    raw["recommender"]["sasrec"]["max_epochs"] = 20  # the fixture's 3 epochs do not beat item-kNN here
+    params.write_text(yaml.safe_dump(raw))
     monkeypatch.setenv("RETENTION_PARAMS", str(params))
     result = runner.invoke(app, ["run"])
     assert result.exit_code == 0, result.output
@@ -88,7 +98,7 @@ def test_main_job_runs_the_dags_from_extraction_to_the_campaign(
     count = lambda sql: connection.execute(text(sql)).scalar_one()  # noqa: E731
     with engine.connect() as connection:
         assert count("SELECT count(*) FROM wh_events") == count("SELECT count(*) FROM events") > 0
-        assert count("SELECT count(*) FROM platform_batches WHERE status = 'published'") == 1
+        assert count("SELECT count(*) FROM platform_batches WHERE status = 'published'") == 1 + 4  # + weeks
         assert count("SELECT count(*) FROM online_features") > 0
         decisions = count("SELECT count(*) FROM platform_model_decisions")
         campaigns = count("SELECT count(*) FROM platform_campaigns")
@@ -99,12 +109,12 @@ def test_main_job_runs_the_dags_from_extraction_to_the_campaign(
             "SELECT count(*) FROM platform_model_decisions WHERE registered_name = 'retention-uplift'"
         )
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{isolated_env / 'mlflow.db'}")
+    summary = result.output.split("models (most recent holdout window; the gate's decision):")[1]
     for name in ("retention-return", "retention-recommender"):
         assert len(client.search_model_versions(f"name = '{name}'")) == 1
-        assert f"{name}: champion v" in result.output
-    assert "champion v-" not in result.output.split("retention-uplift")[0]  # both promoted
+        assert f"{name}: champion v1" in summary  # both promoted: the campaigns ran
     # the first campaign (as of the initial period's end) and one per week of the loop
-    assert campaigns == 5 and "campaign winback-2026-03-02:" in result.output
+    assert campaigns == 5 and "campaign winback-2026-03-30:" in result.output  # the last one is summarised
     assert "weekly loop" in result.output and "week 4 (" in result.output
     assert measured >= 3 and outcomes > 0  # horizons passed: outcomes and lifts stored
     assert policies["winback-2026-03-02"] == "risk"  # the cold-start rule: no outcomes yet
@@ -118,7 +128,7 @@ def test_main_job_runs_the_dags_from_extraction_to_the_campaign(
     again = runner.invoke(app, ["run"])
     assert again.exit_code == 0, again.output
     with engine.connect() as connection:
-        assert count("SELECT count(*) FROM platform_batches WHERE status = 'published'") == 1
+        assert count("SELECT count(*) FROM platform_batches WHERE status = 'published'") == 1 + 4  # + weeks
         assert count("SELECT count(*) FROM platform_model_decisions") == decisions
         assert count("SELECT count(*) FROM platform_campaigns") == campaigns
     engine.dispose()

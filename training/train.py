@@ -56,6 +56,7 @@ def train_model(
     family_name: str,
     as_of: datetime | None = None,
     source: Source = "warehouse",
+    before: datetime | None = None,
 ) -> TrainResult:
     """Fit, evaluate, track and register one model family's model.
 
@@ -65,13 +66,16 @@ def train_model(
         params: params.yaml.
         family_name: a registered model family (`training.families`).
         as_of: nothing at or after it is read (default: midnight after the last event).
+        before: read only data before this (default: as_of); the as-of is then where that data
+            ends (a DAG run for an interval trains on what was known at its end, so a rerun after
+            later data has arrived trains the same model).
         source: "warehouse" (validated tables, what the DAG uses) or "shop".
 
     Returns:
         The run id, registered version and test metrics.
     """
     chosen = family(family_name)
-    event_log = chosen.read(engine, source, as_of)
+    event_log = chosen.read(engine, source, as_of or before)
     as_of_ts = pd.Timestamp(as_of) if as_of else chosen.data_end(event_log)
     stamp = as_of_ts.strftime("%Y%m%d")
     folder = (

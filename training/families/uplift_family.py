@@ -123,7 +123,12 @@ class UpliftFamily(ModelFamily):
         ]
 
     def fit(self, split: UpliftSplit, model: CampaignUplift, params: Params) -> None:
-        model.fit(split.train)
+        from training.protocol import ProtocolError
+
+        try:
+            model.fit(split.train)
+        except ValueError as error:  # too little logged data: the cold-start rule stays
+            raise ProtocolError(f"the uplift model cannot learn from this log yet: {error}") from error
 
     def score(self, split: UpliftSplit, model: CampaignUplift, params: Params) -> Scored:
         from training.uplift.campaign_metrics import best_offers, campaign_metrics

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from retention.params import UpliftParams
 
 SCORE_COLUMNS = ("p_churn", "predicted_value")  # logged beside the features: inputs too
+MIN_ARM_ROWS = 20  # fewest logged rows of an arm that it is learnt from
 
 
 def feature_matrix(rows: pd.DataFrame, columns: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -88,6 +89,20 @@ class CampaignUplift:
         offer = rows["offer"].astype(str).to_numpy()
         if not (offer == NO_OFFER).any() or (offer == NO_OFFER).all():
             raise ValueError("the campaign log needs rows with and without contact to learn effects")
+        # An offer whose rows lack either outcome teaches nothing (and a learner cannot be fitted
+        # on it): it keeps a zero effect until later campaigns log more of it.
+        kept = [
+            o
+            for o in set(offer)
+            if (offer == o).sum() >= MIN_ARM_ROWS and rows.loc[offer == o, "returned"].nunique() == 2
+        ]
+        if NO_OFFER not in kept or len(kept) < 2:
+            raise ValueError(
+                f"the campaign log has too few rows with both outcomes per arm (at least {MIN_ARM_ROWS} "
+                "for no contact and one offer) to learn effects"
+            )
+        rows = rows.loc[np.isin(offer, kept)]
+        offer = offer[np.isin(offer, kept)]
         inputs = self._inputs(rows)
         propensity = rows["propensity"].to_numpy(dtype=float)
         self.learners = {

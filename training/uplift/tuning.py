@@ -77,6 +77,8 @@ def tune_blend(
             pair = test_rows[(arm[test_rows] == t) | (arm[test_rows] == blend.control)]
             treated, y = (arm[pair] == t).astype(int), event[pair]
             X_fit, a_fit, e_fit = X[fit_rows], arm[fit_rows], event[fit_rows]
+            if not (_both(treated) and _both(y) and _fittable(a_fit, e_fit, t, blend.control)):
+                continue  # a small log's fold may lack an arm or an outcome: it scores nothing
             s_pred = (
                 blend.fit_arm(X_fit, a_fit, e_fit, t, 1.0, 0.0)(X[pair]) if need_s else np.zeros(len(pair))
             )
@@ -86,6 +88,10 @@ def tune_blend(
                 scores[t][(alpha, scale)].append(qini(y, score, treated))
     choice, figures = {}, {"folds": blend.params.inner_folds, "metric": "qini"}
     for t in blend.treatments:
+        if not any(scores[t].values()):  # no fold could be scored: the most shrunk candidate
+            alpha, scale = min(grid, key=lambda c: (c[1], c[0]))
+            choice[t], figures[t] = {"alpha": alpha, "scale": scale}, {"scored_folds": 0}
+            continue
         means = {c: float(np.mean(v)) for c, v in scores[t].items()}
         best = max(grid, key=lambda c: means[c])  # the first of equals, in grid order
         choice[t] = {"alpha": best[0], "scale": best[1]}
@@ -93,3 +99,13 @@ def tune_blend(
             label(*c): {"mean": round(means[c], 5), "sd": round(float(np.std(scores[t][c])), 5)} for c in grid
         }
     return choice, figures
+
+
+def _both(values: np.ndarray) -> bool:
+    """Whether a 0/1 array holds both values."""
+    return bool(len(values)) and values.min() != values.max()
+
+
+def _fittable(arm: np.ndarray, event: np.ndarray, treatment: str, control: str) -> bool:
+    """Whether a fold's training part has both outcomes in the treated and in the control rows."""
+    return _both(event[arm == treatment]) and _both(event[arm == control])

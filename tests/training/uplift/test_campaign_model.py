@@ -117,3 +117,23 @@ def test_the_weighted_qini_is_sklifts_with_equal_weights_and_removes_selection_w
     weight = 1 / np.where(t == 1, p_treat, 1 - p_treat)
     naive = qini_auc_score(y, -risk, t, negative_effect=True)
     assert abs(weighted_qini(y, -risk, t, weight)) < 0.5 * abs(naive)
+
+
+def test_a_log_too_small_to_learn_from_is_a_protocol_error_and_thin_offers_keep_no_effect(
+    tmp_path: Path,
+) -> None:
+    uplift = family("uplift")
+    data = campaign_log(3, 400, seed=2)
+    rows = data.rows
+    thin = rows["offer"] == "free_shipping"
+    rows.loc[thin, "returned"] = False  # one outcome only: nothing to learn about this offer
+    split = uplift.split(CampaignLog(rows), uplift.holdout_request(uplift.data_end(data), PARAMS, tmp_path))
+    model = uplift.model(PARAMS, tmp_path)
+    uplift.fit(split, model, PARAMS)
+    estimates = model.predict_offers(split.holdout)
+    assert (estimates["uplift_return_free_shipping"] == 0).all()
+    assert estimates["uplift_return_coupon_10"].std() > 0
+    tiny = CampaignLog(rows.groupby("campaign_id").head(15).reset_index(drop=True))
+    tiny_split = uplift.split(tiny, uplift.holdout_request(uplift.data_end(tiny), PARAMS, tmp_path))
+    with pytest.raises(ProtocolError, match="cannot learn from this log yet"):
+        uplift.fit(tiny_split, uplift.model(PARAMS, tmp_path), PARAMS)

@@ -86,11 +86,6 @@ def customer_outcomes(engine: Engine, start: pd.Timestamp, end: pd.Timestamp) ->
     return pd.Series({customer: float(value or 0.0) for customer, value in rows}, dtype=float)
 
 
-def returned_customers(engine: Engine, start: pd.Timestamp, end: pd.Timestamp) -> set[str]:
-    """Customers with a purchase in [start, end) in the warehouse."""
-    return set(customer_outcomes(engine, start, end).index)
-
-
 def store_outcomes(engine: Engine, campaign_id: str, outcomes: pd.DataFrame) -> None:
     """Write returned / revenue onto the campaign's logged rows (one transaction)."""
     table = CampaignTarget.__table__

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from retention.params import NO_OFFER, CampaignParams
+from training.uplift.campaign_model import uplift_columns
 
 TREATMENT, CONTROL, UNTREATED = "treatment", "control", "untreated"
 ARMS = (TREATMENT, CONTROL, UNTREATED)
@@ -59,11 +60,6 @@ def hash_unit(campaign: str, customer_ids: pd.Series) -> np.ndarray:
         int.from_bytes(hashlib.sha256(f"{campaign}|{c}".encode()).digest()[:8], "big") for c in customer_ids
     ]
     return np.array(digests, dtype=np.float64) / 2.0**64
-
-
-def uplift_columns(offer: str) -> tuple[str, str]:
-    """The uplift frame's columns of one offer: incremental P(return) and incremental revenue."""
-    return f"uplift_return_{offer}", f"uplift_revenue_{offer}"
 
 
 def _is_internal(scored: pd.DataFrame, params: CampaignParams) -> pd.Series:

@@ -132,6 +132,7 @@ class UpliftFamily(ModelFamily):
 
     def score(self, split: UpliftSplit, model: CampaignUplift, params: Params) -> Scored:
         from training.uplift.campaign_metrics import best_offers, campaign_metrics
+        from training.uplift.campaign_model import uplift_columns
 
         uplift = model.predict_offers(split.holdout)
         offers = self._offers(params)
@@ -143,7 +144,7 @@ class UpliftFamily(ModelFamily):
             ],
             axis=1,
         )
-        values = uplift[[f"uplift_return_{o}" for o in offers]].to_numpy(dtype=float).ravel()
+        values = uplift[[uplift_columns(o)[0] for o in offers]].to_numpy(dtype=float).ravel()
         return Scored(campaign_metrics(split.holdout, uplift, offers), rows, values)
 
     def plots(

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from retention.params import NO_OFFER
-from training.uplift.evaluation import ipw_value
+from training.uplift.campaign_model import uplift_columns
+from training.uplift.evaluation import best_arms, ipw_value
 
 TOP_SHARE = 0.3  # uplift@30%, as in EVALUATION.md task 3
 
@@ -56,7 +57,7 @@ def offer_metrics(holdout: pd.DataFrame, uplift: pd.DataFrame, offer: str) -> di
     y = holdout.loc[mask, "returned"].to_numpy(dtype=float)
     treated = (holdout.loc[mask, "offer"] == offer).to_numpy(dtype=float)
     weight = 1.0 / holdout.loc[mask, "propensity"].to_numpy(dtype=float)
-    score = uplift[f"uplift_return_{offer}"].to_numpy(dtype=float)[mask]
+    score = uplift[uplift_columns(offer)[0]].to_numpy(dtype=float)[mask]
     if treated.min(initial=1) == treated.max(initial=0) or y.min(initial=1) == y.max(initial=0):
         return {f"qini.{offer}": float("nan"), f"uplift_at_30.{offer}": float("nan")}
     top = np.argsort(score, kind="mergesort")[::-1][: max(1, int(round(TOP_SHARE * len(score))))]
@@ -71,9 +72,8 @@ def offer_metrics(holdout: pd.DataFrame, uplift: pd.DataFrame, offer: str) -> di
 
 def best_offers(uplift: pd.DataFrame, offers: list[str]) -> np.ndarray:
     """Per row the offer with the largest positive revenue effect, or no contact."""
-    table = uplift[[f"uplift_revenue_{o}" for o in offers]].to_numpy(dtype=float)
-    best = np.argmax(table, axis=1)
-    return np.where(table.max(axis=1) > 0, np.array(offers, dtype=object)[best], NO_OFFER)
+    revenue = {uplift_columns(o)[1]: f"uplift_{o}" for o in offers}  # best_arms reads uplift_<arm>
+    return best_arms(uplift[list(revenue)].rename(columns=revenue), NO_OFFER)
 
 
 def campaign_metrics(holdout: pd.DataFrame, uplift: pd.DataFrame, offers: list[str]) -> dict[str, float]:

@@ -52,12 +52,17 @@ def feature_matrix(rows: pd.DataFrame, columns: list[str] | None = None) -> tupl
     return numeric.reindex(columns=columns), columns
 
 
+def uplift_columns(offer: str) -> tuple[str, str]:
+    """An offer's columns in the model's output: incremental P(return), incremental revenue."""
+    return f"uplift_return_{offer}", f"uplift_revenue_{offer}"
+
+
 def uplift_frame(offers: list[str], returns: np.ndarray, revenue: np.ndarray) -> pd.DataFrame:
-    """The campaign's uplift columns (`uplift_return_<offer>`, `uplift_revenue_<offer>`)."""
+    """The campaign's uplift columns (`uplift_columns` of every offer)."""
     data = {}
     for i, offer in enumerate(offers):
-        data[f"uplift_return_{offer}"] = returns[:, i]
-        data[f"uplift_revenue_{offer}"] = revenue[:, i]
+        ret, rev = uplift_columns(offer)
+        data[ret], data[rev] = returns[:, i], revenue[:, i]
     return pd.DataFrame(data)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from retention.params import NO_OFFER
+from training.uplift.campaign_model import uplift_columns
 
 
 def qini_plots(holdout: pd.DataFrame, rows: pd.DataFrame, offers: list[str], folder: Path) -> list[Path]:
@@ -30,7 +31,7 @@ def qini_plots(holdout: pd.DataFrame, rows: pd.DataFrame, offers: list[str], fol
         y = holdout.loc[mask, "returned"].to_numpy(dtype=int)
         if treated.min(initial=1) == treated.max(initial=0) or y.min(initial=1) == y.max(initial=0):
             continue
-        score = rows.loc[mask, f"uplift_return_{offer}"].to_numpy(dtype=float)
+        score = rows.loc[mask, uplift_columns(offer)[0]].to_numpy(dtype=float)
         x, gain = qini_curve(y, score, treated)
         x_best, best = perfect_qini_curve(y, treated, negative_effect=True)
         figure, axis = plt.subplots(figsize=(6, 4.5))

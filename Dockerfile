@@ -39,9 +39,9 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
  && rm /tmp/deps.txt
 
 # What a deployment adds to the locked stack: asyncpg (Airflow 3 opens an async engine beside the
-# sync one, so its metadata on PostgreSQL needs it), the Celery executor, its Redis client and
-# Flower for the compose `celery` profile. Pinned here until the lock carries them.
-ARG DEPLOY_PACKAGES="asyncpg==0.32.0 apache-airflow-providers-celery==3.26.0 redis==8.1.0 flower==2.2.0"
+# sync one, so its metadata on PostgreSQL needs it). The Celery executor, its Redis client and
+# Flower (the compose `celery` profile) are in the lock.
+ARG DEPLOY_PACKAGES="asyncpg==0.32.0"
 RUN pip install -c requirements.lock $DEPLOY_PACKAGES
 
 # The project, editable: params.yaml, dags/ and great_expectations/ are found next to the package.

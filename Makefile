@@ -34,7 +34,8 @@ bench: install
 	$(BIN)/python benchmarks/model_quality.py --data ../shared/data
 	$(BIN)/python benchmarks/return_ceiling.py --data ../shared/data
 	$(BIN)/python benchmarks/campaign_scoring.py
-	$(BIN)/python benchmarks/serving_latency.py
+	$(BIN)/python benchmarks/campaign_scoring.py --sharded
+	$(BIN)/python benchmarks/serving_load.py
 
 ## Lint, format check, type check (mypy: files and strictness in pyproject.toml) and import layers.
 lint: install

@@ -18,7 +18,16 @@ The model is a real SASRec + ALS fit (one epoch on a sample: scoring cost does n
 quality) on a synthetic log with a popularity-skewed catalogue; sizes are options.
 Results go to benchmarks/results/campaign_scoring.json (quoted in README.md).
 
+`--sharded` measures instead the whole campaign build with 1 vs N shards (`campaign.shards`,
+pipelines/campaigns/shards.py) on a simulated shop with trained champions (tests/trained_platform.py,
+built once under --cache): the plan, then the N shards as N processes at once (as N mapped
+Airflow tasks on workers; each pays its own start-up: imports, model load, history read), then
+the merge. Throughput is active customers per second of the scoring phase and of the whole build.
+Each shard process gets cores / N torch threads. Results go to benchmarks/results/campaign_sharding.json
+(quoted in docs/scaling.md).
+
 Usage: python benchmarks/campaign_scoring.py [--customers 100000] [--products 5000] [--repeats 3]
+       python benchmarks/campaign_scoring.py --sharded [--shop-customers 2000] [--shards 1 2 4]
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "campaign_scoring.json"
+SHARDED_RESULTS = ROOT / "benchmarks" / "results" / "campaign_sharding.json"
 K = 10
 AS_OF = pd.Timestamp("2026-06-01")
 TARGET_RATIO = 0.5  # issue 5: end to end at least half the kernel's throughput
@@ -152,6 +162,119 @@ def refresh_seconds(model, log, previous=None) -> tuple[float, int, object]:  # 
     return time.perf_counter() - started, computed, states
 
 
+def _score_in_process(env: dict[str, str], threads: int, folder: str, shard: int) -> float:
+    """One shard in a fresh process (spawned), as a mapped task runs it: seconds inside the call."""
+    import os
+
+    os.environ.update(env)
+    torch.set_num_threads(threads)
+    from pipelines.campaigns.shards import score_shard
+
+    started = time.perf_counter()
+    score_shard(Path(folder), shard)
+    return time.perf_counter() - started
+
+
+def sharded_build(shards: int, env: dict[str, str]) -> dict[str, float]:
+    """Seconds of the plan, the N shards (N processes at once) and the merge, and customers scored."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from pipelines.campaigns.run import merge, plan
+    from pipelines.campaigns.shards import read_plan
+    from tests.trained_platform import AS_OF as PLATFORM_AS_OF
+
+    os.environ.update(env)
+    threads = max(1, (os.cpu_count() or 1) // shards)
+    started = time.perf_counter()
+    specs = plan(PLATFORM_AS_OF)
+    planned = time.perf_counter()
+    with ProcessPoolExecutor(shards, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_score_in_process, env, threads, s["folder"], s["shard"]) for s in specs]
+        inside = [f.result() for f in futures]
+    scored = time.perf_counter()
+    merge(Path(specs[0]["folder"]))
+    merged = time.perf_counter()
+    _, features = read_plan(Path(specs[0]["folder"]))
+    return {
+        "customers": len(features),
+        "plan": planned - started,
+        "shards": scored - planned,
+        "slowest_shard_inside": max(inside),
+        "merge": merged - scored,
+        "total": merged - started,
+        "threads_per_shard": threads,
+    }
+
+
+def sharded_main(args: argparse.Namespace) -> None:
+    """The --sharded benchmark: the campaign build with each shard count in --shards, interleaved."""
+    import logging
+    import os
+
+    import yaml
+
+    from tests.trained_platform import AS_OF as PLATFORM_AS_OF
+    from tests.trained_platform import TrainedPlatform, build_platform
+
+    cache = Path(args.cache)
+    marker = cache / "built"  # written last: a half-built cache is rebuilt
+    if marker.exists():
+        built = TrainedPlatform(cache / "home", cache / "params.yaml", PLATFORM_AS_OF)
+    else:
+        print(f"building a {args.shop_customers}-customer platform under {cache} ...", flush=True)
+        built = build_platform(cache, customers=args.shop_customers)
+        marker.write_text(f"{built.home}\n")
+    # The builder's CLI runs bound log handlers to streams it has closed since; log to stderr again.
+    logging.basicConfig(force=True, level=logging.WARNING)
+    runs: dict[int, list[dict[str, float]]] = {n: [] for n in args.shards}
+    for repeat in range(args.repeats):
+        for n in args.shards:
+            params = yaml.safe_load(built.params_path.read_text())
+            params["campaign"].update(shards=n, scoring_unit=args.scoring_unit)
+            path = cache / f"params-{n}.yaml"
+            path.write_text(yaml.safe_dump(params))
+            env = {**built.env, "RETENTION_PARAMS": str(path)}
+            runs[n].append(sharded_build(n, env))
+            last = runs[n][-1]
+            print(
+                f"run {repeat + 1}, {n} shard(s): plan {last['plan']:.1f} s, shards {last['shards']:.1f} s "
+                f"(slowest inside {last['slowest_shard_inside']:.1f} s), merge {last['merge']:.1f} s",
+                flush=True,
+            )
+    customers = runs[args.shards[0]][0]["customers"]
+    by_shards = {}
+    for n, measured in runs.items():
+        median = {k: statistics.median(r[k] for r in measured) for k in measured[0] if k != "customers"}
+        by_shards[str(n)] = {
+            **{f"{k}_seconds_median": round(v, 2) for k, v in median.items() if k != "threads_per_shard"},
+            "threads_per_shard": int(median["threads_per_shard"]),
+            "scoring_customers_per_second": round(customers / median["shards"], 1),
+            "build_customers_per_second": round(customers / median["total"], 1),
+        }
+    base = by_shards[str(args.shards[0])]
+    for row in by_shards.values():
+        row["scoring_speedup"] = round(base["shards_seconds_median"] / row["shards_seconds_median"], 2)
+        row["build_speedup"] = round(base["total_seconds_median"] / row["total_seconds_median"], 2)
+    result = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "data": {
+            "active_customers": customers,
+            "shop_customers": args.shop_customers,
+            "days": 90,
+            "models": "the test fixture's champions (tests/trained_platform.py), trained on this shop",
+            "scoring_unit": args.scoring_unit,
+        },
+        "note": "shards run as parallel processes; on this machine they share its cores with each other "
+        "and with whatever else runs (noisy: compare the ratios, measured in the same run)",
+        "by_shards": by_shards,
+        "runs": {str(n): r for n, r in runs.items()},
+    }
+    SHARDED_RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=100_000)
@@ -160,7 +283,19 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=5_000, help="Customers the model is fitted on.")
     parser.add_argument("--daily-share", type=float, default=0.05, help="Customers buying in a day.")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sharded", action="store_true", help="Measure the sharded campaign build.")
+    parser.add_argument("--shop-customers", type=int, default=2_000, help="--sharded: the shop's size.")
+    parser.add_argument("--shards", type=int, nargs="+", default=[1, 2, 4], help="--sharded: counts.")
+    parser.add_argument(
+        "--scoring-unit", type=int, default=64, help="--sharded: campaign.scoring_unit (buckets >= shards)."
+    )
+    parser.add_argument(
+        "--cache", default=str(ROOT / "var" / "bench-sharding"), help="--sharded: platform cache."
+    )
     args = parser.parse_args()
+    if args.sharded:
+        sharded_main(args)
+        return
     from training.scoring import SCORE_BATCH
 
     torch.set_num_threads(torch.get_num_threads())

@@ -154,3 +154,28 @@ def refresh_online(
         }
         with atomic_path(report) as tmp:
             tmp.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+
+
+@app.command("materialise-results")
+def materialise_results(
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=DATE_FORMATS,
+            help="End of the history the lists read (UTC); default: the newest published interval's end.",
+        ),
+    ] = None,
+    customers: Annotated[
+        list[str] | None,
+        typer.Option("--customer", help="Recompute only this customer's list (repeatable); default: all."),
+    ] = None,
+) -> None:
+    """Write the champions' answers for serving (churn scores, top-N lists) into the online store.
+
+    The DAGs run this after each extraction and after the gates; only changed documents are written.
+    """
+    from pipelines.materialise import task_materialise
+
+    written = task_materialise(as_of, customers or None)
+    typer.echo(", ".join(f"{kind}: {n:,} documents written" for kind, n in written.items()))

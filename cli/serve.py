@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from serving.settings import ENV_HOST, ENV_PORT, MAX_PORT, ServingSettings, ServingSettingsError
+from serving.settings import ENV_HOST, ENV_PORT, ENV_WORKERS, MAX_PORT, ServingSettings, ServingSettingsError
 
 
 def _defaults() -> ServingSettings:
@@ -24,11 +24,15 @@ def serve(
     port: Annotated[
         int | None, typer.Option(min=0, max=MAX_PORT, help=f"Port (default: ${ENV_PORT} or 8000).")
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help=f"Worker processes (default: ${ENV_WORKERS} or 1).")
+    ] = None,
 ) -> None:
     """Serve campaigns, target lists and customer scores over HTTP (bearer tokens; see /docs).
 
     Tokens not set in RETENTION_API_MARKETING_TOKEN / RETENTION_API_ADMIN_TOKEN are generated once
     into $RETENTION_HOME/secrets/api_tokens.json (mode 0600); the file's path is printed, never a token.
+    Each worker refuses requests past RETENTION_API_MAX_CONCURRENCY in flight with 503 + Retry-After.
     """
     import uvicorn
 
@@ -45,5 +49,6 @@ def serve(
         factory=True,
         host=host or serving.host,
         port=serving.port if port is None else port,
+        workers=workers or serving.workers,
         log_level="info",
     )

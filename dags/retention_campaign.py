@@ -1,9 +1,12 @@
 """Weekly retention campaign: score every active customer with the champions, select, validate, publish.
 
 As-of is the data interval's end (the schedule is params.yaml `campaign.schedule`). The run first
-checks that the warehouse is fresh up to as-of (`campaign.max_feature_age_hours`), then builds the
-target list (exclusions, value at stake, quotas, budget, a hashed control group per risk decile,
-recommendations and reason codes), validates it with the `campaign.targets` GX suite, and
+checks that the warehouse is fresh up to as-of (`campaign.max_feature_age_hours`) and plans the
+build (champion versions pinned, features validated once); `campaign.shards` mapped tasks then
+score the customers of their shard (a hash of the customer id) in parallel, and one task merges
+their parts and builds the target list (exclusions, value at stake, quotas, budget, a hashed
+control group per risk decile, recommendations and reason codes), validates it with the
+`campaign.targets` GX suite, and
 publishes it atomically with its CSV and Parquet exports. A rerun of the same interval rebuilds
 the same list and changes nothing. The last task measures the lift of earlier campaigns whose
 horizon has passed and logs it to MLflow.
@@ -36,17 +39,34 @@ HISTORY_START = pendulum.datetime(1990, 1, 1, tz="UTC")
 )
 def retention_campaign() -> None:
     @task
-    def build_list(data_interval_end: pendulum.DateTime | None = None) -> str:
+    def plan_list(data_interval_end: pendulum.DateTime | None = None) -> list[dict]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from pipelines.campaigns.run import build
+        from pipelines.campaigns.run import plan
         from pipelines.campaigns.score import CampaignError
 
         assert data_interval_end is not None, "a cron timetable"
         try:
-            return str(build(data_interval_end))
+            return plan(data_interval_end)
         except CampaignError as error:  # stale data or no champion: retrying will not help
             raise AirflowFailException(str(error)) from error
+
+    @task(retries=1)  # a shard only reads and writes its own part: safe to retry (a lost worker)
+    def score_shard(shard: dict) -> str:
+        from pathlib import Path
+
+        from pipelines.campaigns.shards import score_shard
+
+        return str(score_shard(Path(shard["folder"]), shard["shard"]))
+
+    @task
+    def merge_list(shards: list[dict], parts: list[str]) -> str:
+        # `parts` (the mapped outputs) orders this after every shard; merge finds them by the plan.
+        from pathlib import Path
+
+        from pipelines.campaigns.run import merge
+
+        return str(merge(Path(shards[0]["folder"])))
 
     @task
     def validate_list(folder: str) -> dict:
@@ -76,9 +96,11 @@ def retention_campaign() -> None:
 
         return measure_lifts()
 
-    folder = build_list()
+    shards = plan_list()  # one spec per shard: params.yaml campaign.shards
     # Tasks take the upstream XComArgs here, which Airflow resolves to the annotated values at run
     # time; its mypy plugin for this is not shipped (apache/airflow#39514), hence the ignores.
+    parts = score_shard.expand(shard=shards)
+    folder = merge_list(shards, parts)  # type: ignore[arg-type]
     measure_lift(publish_list(folder, validate_list(folder)))  # type: ignore[arg-type]
 
 

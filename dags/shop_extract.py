@@ -7,7 +7,9 @@ run fails naming the expectations; warnings are recorded. Success publishes the 
 and emits the `warehouse` Asset; the review sentiment scores and the online feature store are then
 refreshed and the `features` Asset is emitted for the training and campaign DAGs. Beside them, the
 champion recommender's customer states are brought up to date (only customers whose last items
-changed are recomputed), so the campaign ranks products without encoding every history.
+changed are recomputed), so the campaign ranks products without encoding every history. Last, the
+champions' answers are materialised for serving (churn scores with reasons, top-N lists; only
+changed documents are written), so the API reads them instead of running a model per request.
 Rerunning an interval changes nothing; a backfill is a loop of runs (see docs/operations.md).
 An initial load takes a whole period in one run: trigger with conf `{"start": "YYYY-MM-DD"}` to
 extract [start, data interval end) as one batch (what `retention run` does).
@@ -99,12 +101,22 @@ def shop_extract() -> None:
         assert data_interval_end is not None, "a daily timetable"
         return task_refresh_states(data_interval_end)
 
+    @task
+    def materialise_results(
+        online: int, states: int, data_interval_end: pendulum.DateTime | None = None
+    ) -> dict[str, int]:
+        from pipelines.materialise import task_materialise
+
+        assert data_interval_end is not None, "a daily timetable"
+        return task_materialise(data_interval_end)
+
     batch_dir = extract()
     # Tasks take the upstream XComArgs here, which Airflow resolves to the annotated values at run
     # time; its mypy plugin for this is not shipped (apache/airflow#39514), hence the ignores.
     published = publish(batch_dir, validate(batch_dir))  # type: ignore[arg-type]
-    refresh_online_features(score_reviews(published))  # type: ignore[arg-type]
-    refresh_customer_states(published)  # type: ignore[arg-type]
+    online = refresh_online_features(score_reviews(published))  # type: ignore[arg-type]
+    states = refresh_customer_states(published)  # type: ignore[arg-type]
+    materialise_results(online, states)  # type: ignore[arg-type]
 
 
 shop_extract()

@@ -8,6 +8,9 @@ better model (params.yaml `promotion`). A rerun on unchanged data and parameters
 registered version and its recorded gate decision instead of training or deciding again. The
 uplift family learns from the campaign log instead of the event log: until two campaigns have
 measured outcomes its tasks are skipped, and campaigns follow the cold-start rule meanwhile.
+Once the return and recommender gates are done, whatever they decided, the champions' answers are
+materialised for serving (a new champion rewrites every customer's document; an unchanged one
+writes nothing).
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from airflow.sdk import Asset, dag, task
 from training.families import FAMILY_NAMES
 
 FEATURES = Asset("retention://features/online")
+# Under the CeleryExecutor the training tasks go to their own queue (`airflow celery worker --queues
+# training`), so CPU-heavy fits land on workers sized for them; other executors ignore it.
+TRAINING_QUEUE = "training"
 
 # Early enough for any replayed shop history (CDNOW starts in 1997): a run for an older logical date
 # would be created without tasks. catchup is off, so the scheduler never fills the gap by itself.
@@ -39,7 +45,7 @@ def model_asset(family: str) -> Asset:
     doc_md=__doc__,
 )
 def train_models() -> None:
-    @task
+    @task(queue=TRAINING_QUEUE)
     def train(family: str, data_interval_end: pendulum.DateTime | None = None) -> dict:
         from pipelines.training import task_train_or_skip
 
@@ -52,11 +58,20 @@ def train_models() -> None:
 
         return task_gate(family, trained["version"])
 
+    @task(trigger_rule="all_done")  # a failed family must not keep the other's answers stale
+    def materialise_results() -> dict[str, int]:
+        from pipelines.materialise import task_materialise
+
+        return task_materialise(None)  # up to the published warehouse's end
+
+    materialised = materialise_results()
     for family in FAMILY_NAMES:  # one train -> gate chain per registered model family
         trained = train.override(task_id=f"train_{family}")(family)
         # `trained` is an XComArg, which Airflow resolves to the dict at run time; its mypy plugin
         # for this is not shipped (apache/airflow#39514).
-        gate.override(task_id=f"gate_{family}", outlets=[model_asset(family)])(family, trained)  # type: ignore[arg-type]
+        gated = gate.override(task_id=f"gate_{family}", outlets=[model_asset(family)])(family, trained)  # type: ignore[arg-type]
+        if family in ("return", "recommender"):  # the families serving answers with
+            gated >> materialised
 
 
 train_models()

@@ -188,18 +188,22 @@ def _read_tables(
     return events, products, customers, reviews
 
 
-def read_customer_log(engine: Engine, customer_id: str, before: datetime | None = None) -> EventLog:
+def read_customer_log(
+    engine: Engine, customer_id: str, before: datetime | None = None, source: Source = "warehouse"
+) -> EventLog:
     """One customer's event log from the warehouse (the catalogue limited to the products they touched).
 
     Args:
         engine: the platform database.
         customer_id: the customer.
         before: if given, only events and reviews before it are read.
+        source: "warehouse" (validated, published rows), or "shop" (the source tables, which also
+            hold rows accepted since the last extraction: the real-time view of one customer).
 
     Returns:
         The typed, sorted log (empty when the customer has no event).
     """
-    return event_log_from_frames(*_read_tables(engine, TABLE_PREFIX["warehouse"], before, customer_id))
+    return event_log_from_frames(*_read_tables(engine, TABLE_PREFIX[source], before, customer_id))
 
 
 def read_event_log(engine: Engine, source: Source = "shop", before: datetime | None = None) -> EventLog:

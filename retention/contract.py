@@ -6,7 +6,9 @@ the column, the offending row numbers and the reason, so one run tells the user 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -279,3 +281,86 @@ def _booleans(check: Checker, frame: pd.DataFrame, column: str, default: bool) -
 def _no_duplicate_keys(check: Checker, out: pd.DataFrame, key: str, column: str) -> None:
     duplicated = out[key].duplicated(keep=False) & out[key].notna()
     check.fail(column, duplicated.to_numpy(), out[key], "duplicate key")
+
+
+def plain_events(records: list[dict[str, object]], default_event_type: str) -> list[dict[str, object]] | None:
+    """The normalised events of records that plainly keep the contract, without pandas; None otherwise.
+
+    The fast path of small requests (`POST /events`), row by row: it accepts only what
+    `validate_events` accepts and normalises it the same way (keys and texts stripped, event types
+    lower-cased, ISO 8601 times to naive UTC, quantity 1 and price None by default). Anything else
+    (an unknown field, a time that is not plain ISO 8601, a value out of range) gives None, and the
+    caller runs `validate_events`, which says what is wrong: the rules have one implementation.
+
+    Args:
+        records: events as field -> value (JSON types).
+        default_event_type: the event type of a record without one.
+
+    Returns:
+        customer_id, product_id, ts, event_type, quantity, price, order_id per record, or None.
+    """
+    typed = sum(record.get("event_type") is not None for record in records)
+    if 0 < typed < len(records):  # as a column, a missing event type is an empty value: a problem
+        return None
+    out: list[dict[str, object]] = []
+    for record in records:
+        if not set(record) <= EVENT_COLUMNS.keys():
+            return None
+        user, item, ts = (
+            _plain_text(record.get("user_id")),
+            _plain_text(record.get("item_id")),
+            record.get("ts"),
+        )
+        order = record.get("order_id")
+        kind = record.get("event_type")
+        kind = default_event_type if kind is None else _plain_text(kind)
+        quantity, price = record.get("quantity"), record.get("price")
+        when = _plain_time(ts)
+        if user is None or item is None or when is None or (order is not None and _plain_text(order) is None):
+            return None
+        if not isinstance(kind, str) or kind.lower() not in EVENT_TYPES:
+            return None
+        if quantity is not None and (
+            isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1
+        ):
+            return None
+        if price is not None and (
+            isinstance(price, bool)
+            or not isinstance(price, int | float)
+            or not math.isfinite(price)
+            or price < 0
+        ):
+            return None
+        out.append(
+            {
+                "customer_id": user,
+                "product_id": item,
+                "ts": when,
+                "event_type": kind.lower(),
+                "quantity": 1 if quantity is None else quantity,
+                "price": None if price is None else float(price),
+                "order_id": None if order is None else _plain_text(order),
+            }
+        )
+    return out
+
+
+def _plain_text(value: object) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip()
+
+
+def _plain_time(value: object) -> datetime | None:
+    """An ISO 8601 text as naive UTC (microseconds), or None when it is anything else."""
+    text = value.strip() if isinstance(value, str) else ""
+    # calendar dates only (YYYY-MM-DD...): the ISO forms the contract's parser reads the same way
+    if len(text) < 10 or not (text[:4].isdigit() and text[4] == "-" and text[7] == "-"):
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed

@@ -249,6 +249,17 @@ class TrainerParams(StrictModel):
     max_epochs: int = Field(ge=1)
     patience: int = Field(ge=1)
     seed: int = Field(ge=0)
+    # defaults keep models saved before these keys loadable (their `training` section lacks them)
+    threads: int | Literal["auto"] = Field(default="auto")
+    concurrent_trainings: int = Field(default=1, ge=1)
+    dataloader_workers: int = Field(default=0, ge=0)
+
+    @field_validator("threads")
+    @classmethod
+    def _positive_threads(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("threads must be 'auto' or at least 1")
+        return value
 
 
 class ReturnModelParams(StrictModel):
@@ -301,6 +312,8 @@ class SASRecParams(StrictModel):
     knn_weights: list[float] = Field(default_factory=list)
     tuning_users: int = Field(ge=1)
     max_epochs: int = Field(ge=1)
+    # the final fit starts from the tuning fit's weights (False: from scratch, as before this key)
+    warm_start: bool = False
 
     @field_validator("mf_weights", "popularity_weights", "knn_weights")
     @classmethod
@@ -432,6 +445,9 @@ class CampaignParams(StrictModel):
     exploration_share: float = Field(ge=0, le=1)
     default_offer: str
     loop_weeks: int = Field(ge=0)
+    # Scoring split by a hash of the customer id (pipelines/campaigns/shards.py); the list is the same.
+    shards: int = Field(1, ge=1, le=64)
+    scoring_unit: int = Field(1024, ge=1)  # active customers per bucket (what a model scores at once)
     cold_start: ColdStartParams
     offers: dict[str, OfferParams] = Field(min_length=1)
 

@@ -18,6 +18,7 @@ ENV_DATABASE_URL = "RETENTION_DATABASE_URL"
 ENV_MLFLOW_URI = "MLFLOW_TRACKING_URI"
 ENV_AIRFLOW_HOME = "AIRFLOW_HOME"
 ENV_PARAMS = "RETENTION_PARAMS"
+ENV_ONLINE_STORE = "RETENTION_ONLINE_STORE"  # redis://host:port/db, or unset: the platform database
 
 DEFAULT_HOME = "./var"
 # The project's own params.yaml, wherever the command runs from (Airflow tasks run elsewhere).
@@ -34,6 +35,8 @@ class Settings:
         mlflow_tracking_uri: MLflow tracking URI (always explicit; never the bare ./mlruns store).
         airflow_home: Airflow's home folder.
         params_path: the `params.yaml` file with pipeline and model parameters.
+        online_store_url: where the online store keeps materialised results and states (a
+            `redis://` URL; None: the platform database, the embedded default).
     """
 
     home: Path
@@ -41,6 +44,7 @@ class Settings:
     mlflow_tracking_uri: str
     airflow_home: Path
     params_path: Path
+    online_store_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -53,6 +57,7 @@ class Settings:
             mlflow_tracking_uri=env.get(ENV_MLFLOW_URI) or f"sqlite:///{home / 'mlflow.db'}",
             airflow_home=Path(env.get(ENV_AIRFLOW_HOME) or home / "airflow").expanduser().resolve(),
             params_path=Path(env.get(ENV_PARAMS) or DEFAULT_PARAMS).expanduser().resolve(),
+            online_store_url=env.get(ENV_ONLINE_STORE) or None,
         )
 
     @property
@@ -78,6 +83,9 @@ class Settings:
             ENV_MLFLOW_URI: redact_url(self.mlflow_tracking_uri),
             ENV_AIRFLOW_HOME: str(self.airflow_home),
             ENV_PARAMS: str(self.params_path),
+            ENV_ONLINE_STORE: redact_url(self.online_store_url)
+            if self.online_store_url
+            else "(platform database)",
         }
 
 

@@ -6,7 +6,9 @@ token reads campaigns and scores, the admin token also sees the registry. Custom
 from the registry's `champion` models, re-checked at most every `RETENTION_API_MODEL_REFRESH_SECONDS`
 (see `serving.models`), and from the customer's own warehouse rows (see `serving.customers`).
 Unknown customers and campaigns are 404, bad parameters 422; a missing champion or an online store
-that does not match the model is 503 (an operator must act), never a 500.
+that does not match the model is 503 (an operator must act), never a 500. Overload is refused, not
+queued: past `RETENTION_API_MAX_CONCURRENCY` requests in flight, or past a request's time budget, the
+answer is 503 with `Retry-After` (see `serving.overload`); `/healthz` is exempt and reads cached values.
 """
 
 from __future__ import annotations
@@ -20,12 +22,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from feature_store.events import read_customer_log
-from feature_store.online import read_online
+from feature_store.online_store import open_documents
 from pipelines.campaigns.run import EXPORT_FORMATS
-from pipelines.campaigns.score import active_products
 from pipelines.campaigns.store import CampaignNotFound, export_csv, export_frame, get_campaign, list_campaigns
 from retention.db import create_db_engine
 from retention.params import load_params
@@ -34,12 +34,13 @@ from serving.auth import Role, load_tokens, require
 from serving.customers import (
     NotScored,
     StaleOnlineStore,
-    customer_exists,
     customer_profile,
-    recommend,
-    served_churn,
 )
+from serving.health import DatabaseProbe
 from serving.models import ChampionModels, NoChampion
+from serving.overload import OverloadGuard
+from serving.realtime import EventApplier, EventWriter
+from serving.results import NoOnlineRow, OverBudget, ServedResults, UnknownCustomer
 from serving.schemas import (
     CampaignDetail,
     CampaignId,
@@ -48,10 +49,8 @@ from serving.schemas import (
     CustomerId,
     CustomerProfile,
     Health,
-    ModelRef,
     ModelVersions,
     Problem,
-    Recommendation,
     Recommendations,
     download_url,
 )
@@ -63,6 +62,7 @@ API_VERSION = "1"
 MAX_RECOMMENDATIONS = 100
 DEFAULT_RECOMMENDATIONS = 10
 PARQUET_TYPE = "application/vnd.apache.parquet"
+HEALTH_PATH = "/healthz"
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing or invalid token"},
@@ -80,6 +80,10 @@ def _engine(request: Request) -> Engine:
 
 def _models(request: Request) -> ChampionModels:
     return request.app.state.models
+
+
+def _results(request: Request) -> ServedResults:
+    return request.app.state.results
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -116,11 +120,6 @@ def _export(request: Request, campaign_id: str) -> Any:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
 
 
-def _require_customer(engine: Engine, customer_id: str) -> None:
-    if not customer_exists(engine, customer_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown customer {customer_id!r}")
-
-
 def _unavailable(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail)
 
@@ -133,16 +132,14 @@ customers = APIRouter(tags=["customers"], dependencies=[Depends(require(Role.MAR
 admin = APIRouter(tags=["admin"], dependencies=[Depends(require(Role.ADMIN))], responses=ERRORS)
 
 
-@health.get("/healthz", response_model=Health, responses={503: {"model": Health}})
-def healthz(request: Request) -> Any:
-    """Liveness for the compose health check (no token): the database answers; the served versions."""
-    try:
-        with _engine(request).connect() as connection:
-            connection.execute(text("SELECT 1"))
-        state = "ok"
-    except Exception:  # the check's whole purpose is to report this, not to raise it
-        log.exception("health check: the database does not answer")
-        state = "database unavailable"
+@health.get(HEALTH_PATH, response_model=Health, responses={503: {"model": Health}})
+async def healthz(request: Request) -> Any:
+    """Liveness for the compose health check (no token): the database answers; the served versions.
+
+    On the event loop, not in the worker threads, and from cached values only (`serving.health`), so it
+    answers in milliseconds while every worker thread is busy.
+    """
+    state = "ok" if request.app.state.database_probe.healthy else "database unavailable"
     body = Health(status=state, models=_models(request).served_versions())
     code = status.HTTP_200_OK if state == "ok" else status.HTTP_503_SERVICE_UNAVAILABLE
     return JSONResponse(body.model_dump(), status_code=code)
@@ -210,19 +207,16 @@ def customer_recommendations(
 ) -> Recommendations:
     """Top-k products the champion recommender picks from the customer's own history (active products only).
 
-    A known customer without any event gets the model's fallback (popularity) ranking.
+    A known customer without any event gets the model's fallback (popularity) ranking. The list is
+    the materialised one (`serving.results`), current with the events accepted by `POST /events`;
+    one not materialised yet is computed on demand, within the compute budget (else 503).
     """
-    engine = _engine(request)
-    _require_customer(engine, customer_id)
-    served = _models(request).get("recommender")
-    history = read_customer_log(engine, customer_id)
-    top = recommend(served.model, history, customer_id, k, active_products(engine), exclude_purchased)
-    return Recommendations(
-        customer_id=customer_id,
-        k=k,
-        model=ModelRef(name=served.name, version=served.version),
-        recommendations=[Recommendation(**row) for row in top.to_dict("records", into=dict)],
-    )
+    try:
+        return _results(request).recommendations(customer_id, k, exclude_purchased)
+    except UnknownCustomer:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown customer {customer_id!r}") from None
+    except OverBudget as error:
+        raise _unavailable(str(error)) from None
 
 
 @customers.get("/customers/{customer_id}/churn", response_model=Churn, responses={**NOT_FOUND, **UNAVAILABLE})
@@ -230,31 +224,20 @@ def customer_churn(request: Request, customer_id: CustomerId) -> Churn:
     """P(no purchase within the return model's horizon) as of the online store's as-of, with reasons.
 
     Customers without a purchase before that as-of are not in the scored population: 404 with a
-    detail saying so (they are known, but there is nothing to lose yet).
+    detail saying so (they are known, but there is nothing to lose yet). The score is the
+    materialised one (`serving.results`); one not materialised yet is computed on demand, within
+    the compute budget (else 503).
     """
-    engine = _engine(request)
-    _require_customer(engine, customer_id)
-    online = read_online(engine, customer_id)
-    if online is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            f"customer {customer_id!r} has no purchase before the online store's as-of: no churn score",
-        )
     try:
-        score, served = served_churn(engine, _models(request), customer_id, online)
+        return _results(request).churn(customer_id)
+    except UnknownCustomer:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown customer {customer_id!r}") from None
+    except NoOnlineRow as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"customer {customer_id!r} {error}") from None
     except NotScored as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"customer {customer_id!r}: {error}") from None
-    except StaleOnlineStore as error:
+    except (StaleOnlineStore, OverBudget) as error:
         raise _unavailable(str(error)) from None
-    return Churn(
-        customer_id=customer_id,
-        as_of=score.as_of,
-        horizon_days=score.horizon_days,
-        p_churn=score.p_churn,
-        reasons=score.reasons,
-        feature_version=online["feature_version"],
-        model=ModelRef(name=served.name, version=served.version),
-    )
 
 
 @customers.get("/customers/{customer_id}/profile", response_model=CustomerProfile, responses=NOT_FOUND)
@@ -305,6 +288,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
         TokensError: no tokens are set or generated (`retention serve` generates them).
         ParamsError: params.yaml is missing or invalid (the profile reads the campaign section).
     """
+    from serving.events import events
     from serving.web import web
 
     settings = settings or Settings.from_env()
@@ -313,9 +297,18 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
     params = load_params(settings.params_path)  # the profile's value, RFM scale and list length
     engine = create_db_engine(settings.database_url)
     models = ChampionModels(settings.mlflow_tracking_uri, serving.model_refresh_seconds)
+    # materialised answers (RETENTION_ONLINE_STORE: Redis, else the platform database) and real time
+    documents = open_documents(settings.online_store_url, engine)
+    results = ServedResults(
+        engine, documents, models, serving.compute_budget_seconds, serving.model_refresh_seconds
+    )
+    applier, writer = EventApplier(engine, documents, results), EventWriter(engine)
+
+    probe = DatabaseProbe(engine)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        probe.start()
         for kind in ("return", "recommender"):
             try:
                 models.get(kind)
@@ -324,6 +317,11 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
             except Exception:  # a registry hiccup must not keep the campaigns offline; retried per request
                 log.exception("cannot load the %s champion at startup", kind)
         yield
+        probe.stop()
+        writer.close()
+        applier.close()
+        results.close()
+        documents.close()
         engine.dispose()
 
     app = FastAPI(title=API_TITLE, version=API_VERSION, lifespan=lifespan)
@@ -334,7 +332,16 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
         models,
         params,
     )
+    app.state.database_probe = probe
+    app.state.results, app.state.events, app.state.event_writer = results, applier, writer
     app.add_exception_handler(NoChampion, _no_champion)
-    for router in (health, campaigns, customers, admin, web):
+    # outermost: a refused request costs no routing, auth or thread; /healthz bypasses the bound
+    app.add_middleware(
+        OverloadGuard,
+        max_concurrency=serving.max_concurrency,
+        timeout_seconds=serving.request_timeout_seconds,
+        exempt=(HEALTH_PATH,),
+    )
+    for router in (health, campaigns, customers, admin, events, web):
         app.include_router(router)
     return app

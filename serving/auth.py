@@ -1,6 +1,8 @@
-"""Bearer-token access: a read-only marketing token and an admin token, compared in constant time.
+"""Bearer-token access: a read-only marketing token, an admin token and an events (write) token,
+compared in constant time.
 
-Tokens come from the environment (`RETENTION_API_MARKETING_TOKEN`, `RETENTION_API_ADMIN_TOKEN`);
+Tokens come from the environment (`RETENTION_API_MARKETING_TOKEN`, `RETENTION_API_ADMIN_TOKEN`,
+`RETENTION_API_EVENTS_TOKEN`);
 when unset, `retention serve` generates them once into `$RETENTION_HOME/secrets/api_tokens.json`
 (mode 0600) and the app reads them from there. Tokens are never logged. The web pages send the
 same token in an HttpOnly, SameSite=Strict cookie set by the login form, so a browser download
@@ -31,15 +33,19 @@ REALM = 'Bearer realm="retention"'
 
 
 class Role(StrEnum):
-    """What a token may do: marketing reads campaigns and scores; admin may do everything."""
+    """What a token may do: marketing reads campaigns and scores; admin also reads the registry; events
+    only writes the shop's new events (`POST /events`): a write token no reader holds, and that reads
+    nothing."""
 
     MARKETING = "marketing"
     ADMIN = "admin"
+    EVENTS = "events"
 
 
 GRANTS: dict[Role, frozenset[Role]] = {
     Role.MARKETING: frozenset({Role.MARKETING}),
     Role.ADMIN: frozenset({Role.MARKETING, Role.ADMIN}),
+    Role.EVENTS: frozenset({Role.EVENTS}),
 }
 
 
@@ -49,27 +55,37 @@ class TokensError(RuntimeError):
 
 @dataclass(frozen=True, repr=False)
 class Tokens:
-    """The two tokens (repr hides them, so they cannot leak into a log by accident)."""
+    """The tokens (repr hides them, so they cannot leak into a log by accident).
+
+    Attributes:
+        marketing, admin: the read tokens.
+        events: the write token of `POST /events`; None: the route refuses every caller.
+    """
 
     marketing: str
     admin: str
+    events: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.marketing or not self.admin:
+        if not self.marketing or not self.admin or self.events == "":
             raise TokensError("API tokens must not be empty")
-        if hmac.compare_digest(self.marketing.encode(), self.admin.encode()):
-            raise TokensError("the marketing and admin tokens must differ")
+        given = [t.encode() for t in (self.marketing, self.admin, self.events) if t is not None]
+        if any(hmac.compare_digest(a, b) for i, a in enumerate(given) for b in given[i + 1 :]):
+            raise TokensError("the marketing, admin and events tokens must differ")
 
     def __repr__(self) -> str:
-        return "Tokens(marketing=***, admin=***)"
+        return "Tokens(marketing=***, admin=***, events=***)"
 
     def role_of(self, presented: str) -> Role | None:
-        """The role of a presented token, or None; both tokens are always compared (constant time)."""
+        """The role of a presented token, or None; every token is always compared (constant time)."""
         given = presented.encode()
         is_admin = hmac.compare_digest(given, self.admin.encode())
         is_marketing = hmac.compare_digest(given, self.marketing.encode())
+        is_events = self.events is not None and hmac.compare_digest(given, self.events.encode())
         if is_admin:
             return Role.ADMIN
+        if is_events:
+            return Role.EVENTS
         return Role.MARKETING if is_marketing else None
 
 
@@ -85,7 +101,7 @@ def _from_file(path: Path) -> dict[str, str]:
         stored = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise TokensError(f"cannot read the API tokens file {path}: {error}") from None
-    return {role: str(stored[role]) for role in (Role.MARKETING, Role.ADMIN) if stored.get(role)}
+    return {role: str(stored[role]) for role in Role if stored.get(role)}
 
 
 def load_tokens(serving: ServingSettings, home: Path) -> Tokens:
@@ -102,7 +118,8 @@ def load_tokens(serving: ServingSettings, home: Path) -> Tokens:
             f"no API tokens: set {ENV_MARKETING_TOKEN} and {ENV_ADMIN_TOKEN}, or run `retention serve` "
             f"once to generate them into {tokens_path(home)}"
         )
-    return Tokens(marketing, admin)
+    # optional: without it POST /events refuses everyone (RETENTION_API_EVENTS_TOKEN, or the generated file)
+    return Tokens(marketing, admin, serving.events_token or stored.get(Role.EVENTS))
 
 
 def ensure_tokens(serving: ServingSettings, home: Path) -> Path | None:
@@ -116,7 +133,9 @@ def ensure_tokens(serving: ServingSettings, home: Path) -> Path | None:
         return None
     path = tokens_path(home)
     stored = _from_file(path)
-    missing = [role for role in (Role.MARKETING, Role.ADMIN) if role not in stored]
+    missing = [
+        role for role in Role if role not in stored and not (role is Role.EVENTS and serving.events_token)
+    ]
     if not missing:
         return path
     generated = stored | {role: secrets.token_urlsafe(TOKEN_BYTES) for role in missing}

@@ -102,5 +102,6 @@ class ChampionModels:
 
     def served_versions(self) -> dict[str, str | None]:
         """The champion version last read per registered model (None: never read or none promoted)."""
-        with self._lock:
-            return {name: self._champion.get(name) for name in (f.registered_name for f in FAMILIES.values())}
+        # No lock: /healthz calls this on the event loop and must not wait behind a model load; one
+        # dict lookup per name is atomic, and a version read a moment early is as good as one read late.
+        return {name: self._champion.get(name) for name in (f.registered_name for f in FAMILIES.values())}

@@ -1,4 +1,5 @@
-"""The API's deployment settings (tokens, address, model refresh), read from environment variables.
+"""The API's deployment settings (tokens, address, model refresh, workers and overload control), read from
+environment variables.
 
 Like `retention.settings`, these are environment settings, not model parameters: they differ per
 deployment and two of them are secrets, so they never go into params.yaml.
@@ -14,10 +15,24 @@ ENV_ADMIN_TOKEN = "RETENTION_API_ADMIN_TOKEN"
 ENV_HOST = "RETENTION_API_HOST"
 ENV_PORT = "RETENTION_API_PORT"
 ENV_MODEL_REFRESH = "RETENTION_API_MODEL_REFRESH_SECONDS"
+ENV_EVENTS_TOKEN = "RETENTION_API_EVENTS_TOKEN"
+ENV_COMPUTE_BUDGET = "RETENTION_API_COMPUTE_BUDGET_SECONDS"
+ENV_WORKERS = "RETENTION_API_WORKERS"
+ENV_MAX_CONCURRENCY = "RETENTION_API_MAX_CONCURRENCY"
+ENV_REQUEST_TIMEOUT = "RETENTION_API_REQUEST_TIMEOUT_SECONDS"
 
 DEFAULT_HOST = "127.0.0.1"  # loopback: exposing the API is a deliberate choice (compose sets 0.0.0.0)
 DEFAULT_PORT = 8000
 DEFAULT_MODEL_REFRESH_SECONDS = 30.0  # how stale the served champion may be after a promotion
+# A score that is not materialised (or stale) is computed on demand if it takes at most this long.
+DEFAULT_COMPUTE_BUDGET_SECONDS = 2.0
+DEFAULT_WORKERS = 1  # uvicorn worker processes; each loads the champions and has its own concurrency bound
+# In-flight requests per worker. The handlers share one GIL, so admitting more adds no throughput, only
+# queueing: under overload an admitted request waits about this many service times. Below anyio's 40
+# worker threads, so an admitted request never waits for a thread; high enough that a burst after a
+# scheduling hiccup (requests piling up while the process was descheduled) is not refused (8 was).
+DEFAULT_MAX_CONCURRENCY = 32
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 10.0  # a request not answered by then gets 503 and its work is dropped
 MAX_PORT = 65535
 
 
@@ -35,6 +50,12 @@ class ServingSettings:
         host: the address `retention serve` binds.
         port: its port.
         model_refresh_seconds: the champion alias is re-read at most this often (0: every request).
+        workers: uvicorn worker processes `retention serve` starts.
+        max_concurrency: requests in flight per worker; more are refused with 503 and `Retry-After`.
+        request_timeout_seconds: a request's time budget; past it the client gets 503 and the work is dropped.
+        events_token: the write token of `POST /events` (None: taken from the secrets file, if any).
+        compute_budget_seconds: how long a request may compute a score that is not materialised
+            (or is stale) before it answers 503.
     """
 
     marketing_token: str | None = None
@@ -42,13 +63,20 @@ class ServingSettings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     model_refresh_seconds: float = DEFAULT_MODEL_REFRESH_SECONDS
+    workers: int = DEFAULT_WORKERS
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
+    events_token: str | None = None
+    compute_budget_seconds: float = DEFAULT_COMPUTE_BUDGET_SECONDS
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ServingSettings:
         """Read the settings from environment variables, falling back to the defaults.
 
         Raises:
-            ServingSettingsError: a port or refresh interval that is not a (non-negative) number.
+            ServingSettingsError: a port or refresh interval that is not a (non-negative) number, a
+                worker count or concurrency bound that is not a positive integer, a time budget that is
+                not positive.
         """
         env = os.environ if environ is None else environ
         return cls(
@@ -57,6 +85,11 @@ class ServingSettings:
             host=env.get(ENV_HOST) or DEFAULT_HOST,
             port=_port(env),
             model_refresh_seconds=_number(env, ENV_MODEL_REFRESH, DEFAULT_MODEL_REFRESH_SECONDS),
+            workers=_positive_int(env, ENV_WORKERS, DEFAULT_WORKERS),
+            max_concurrency=_positive_int(env, ENV_MAX_CONCURRENCY, DEFAULT_MAX_CONCURRENCY),
+            request_timeout_seconds=_positive(env, ENV_REQUEST_TIMEOUT, DEFAULT_REQUEST_TIMEOUT_SECONDS),
+            events_token=env.get(ENV_EVENTS_TOKEN) or None,
+            compute_budget_seconds=_positive(env, ENV_COMPUTE_BUDGET, DEFAULT_COMPUTE_BUDGET_SECONDS),
         )
 
 
@@ -65,6 +98,20 @@ def _port(env: os._Environ[str] | dict[str, str]) -> int:
     if not port.is_integer() or port > MAX_PORT:
         raise ServingSettingsError(f"{ENV_PORT} must be a port number (0..{MAX_PORT}), got {port:g}")
     return int(port)
+
+
+def _positive_int(env: os._Environ[str] | dict[str, str], name: str, default: int) -> int:
+    value = _positive(env, name, default)
+    if not value.is_integer():
+        raise ServingSettingsError(f"{name} must be a positive integer, got {env.get(name)!r}")
+    return int(value)
+
+
+def _positive(env: os._Environ[str] | dict[str, str], name: str, default: float) -> float:
+    value = _number(env, name, default)
+    if value == 0:
+        raise ServingSettingsError(f"{name} must be positive, got {env.get(name)!r}")
+    return value
 
 
 def _number(env: os._Environ[str] | dict[str, str], name: str, default: float) -> float:

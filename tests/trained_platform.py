@@ -60,8 +60,8 @@ def small_params(folder: Path, **sections: dict) -> Path:
     return path
 
 
-def build_platform(root: Path) -> TrainedPlatform:
-    """Simulate 300 customers over 90 days, extract, refresh features, train, register, promote."""
+def build_platform(root: Path, customers: int = 300) -> TrainedPlatform:
+    """Simulate `customers` over 90 days, extract, refresh features, train, register, promote."""
     from cli.main import app
 
     root.mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,7 @@ def build_platform(root: Path) -> TrainedPlatform:
         patch.delenv("AIRFLOW_HOME", raising=False)
         steps = [
             ["init"],
-            ["simulate", "--customers", "300", "--days", "90"],
+            ["simulate", "--customers", str(customers), "--days", "90"],
             ["extract", "--start", SHOP_START, "--end", SHOP_END, "--step-days", "90"],
             ["features", "refresh-online", "--as-of", SHOP_END],
             ["train", "--model", "return"],

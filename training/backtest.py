@@ -23,6 +23,7 @@ from retention.atomic import atomic_path
 from retention.params import Params, params_sections
 from training import plots
 from training.families import FAMILIES, BacktestRequest, ModelFamily, family
+from training.threads import configure_threads
 from training.tracking import RunTags, Tracker, params_hash
 from training.trainer import is_primary
 
@@ -105,6 +106,7 @@ def run_backtest(
     Returns:
         One report per model, the model first.
     """
+    configure_threads(params.training)
     chosen_family = family(request.family)
     chosen_family.check(request)
     fingerprint = log_.fingerprint()

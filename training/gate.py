@@ -21,6 +21,7 @@ from retention.params import GateParams, Params
 from retention.settings import Settings
 from training import registry
 from training.families import ModelFamily, family
+from training.threads import configure_threads
 
 log = logging.getLogger("retention.gate")
 
@@ -117,6 +118,7 @@ def run_gate(
     """
     from mlflow import MlflowClient
 
+    configure_threads(params.training)  # scoring runs the networks too
     chosen = family(family_name)
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     name = chosen.registered_name

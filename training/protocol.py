@@ -257,6 +257,17 @@ class CandidateScorer(Protocol):
     def score(self, users: np.ndarray) -> np.ndarray: ...
 
 
+def _seen_cells(index: pd.Index, seen: list[set[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, columns) of every user's seen candidates, looked up in one call (not one per user:
+    the blend grid ranks the same users hundreds of times)."""
+    sizes = [len(items) for items in seen]
+    items = [item for user_items in seen for item in user_items]
+    rows = np.repeat(np.arange(len(seen)), sizes)
+    columns = index.get_indexer(pd.Index(items, dtype=index.dtype)) if items else np.zeros(0, dtype=np.intp)
+    known = columns >= 0
+    return rows[known], columns[known]
+
+
 def recommend(split: RecSplit, model: CandidateScorer, k: int, batch_users: int = 1024) -> pd.DataFrame:
     """Top-k of every test user over the full candidate set (seen items masked if `exclude_seen`).
 
@@ -281,9 +292,8 @@ def recommend(split: RecSplit, model: CandidateScorer, k: int, batch_users: int 
             )
         scores = np.where(np.isfinite(scores), scores, -np.inf)
         if split.exclude_seen:
-            for row, seen in enumerate(split.seen[start : start + len(users)]):
-                columns = index.get_indexer(list(seen))
-                scores[row, columns[columns >= 0]] = -np.inf
+            rows, columns = _seen_cells(index, split.seen[start : start + len(users)])
+            scores[rows, columns] = -np.inf
         order, taken = top_k(scores, k)
         keep = np.isfinite(taken) | (not split.exclude_seen)
         rows, ranks = np.nonzero(keep)

@@ -24,6 +24,7 @@ from retention.settings import Settings
 from training.backtest import protocol_fields, run_tags, track, tuning_fields, write_files
 from training.families import family
 from training.registry import set_challenger
+from training.threads import configure_threads
 from training.tracking import Tracker
 from training.trainer import is_primary
 
@@ -74,6 +75,7 @@ def train_model(
     Returns:
         The run id, registered version and test metrics.
     """
+    configure_threads(params.training)
     chosen = family(family_name)
     event_log = chosen.read(engine, source, as_of or before)
     as_of_ts = pd.Timestamp(as_of) if as_of else chosen.data_end(event_log)

@@ -25,14 +25,14 @@ from pipelines.campaigns.lift import measure_due
 from pipelines.campaigns.score import (
     CampaignError,
     active_products,
+    champion_versions,
     feature_snapshot,
     load_champions,
-    load_uplift_champion,
     recommend_products,
-    score_customers,
-    uplift_estimates,
+    uplift_champion_version,
 )
 from pipelines.campaigns.select import CONTROL, EXPORTED_ARMS, TREATMENT, campaign_id, select_targets
+from pipelines.campaigns.shards import buckets_for, read_parts, read_plan, score_shard, write_plan
 from pipelines.campaigns.state_cache import current_states
 from pipelines.campaigns.store import (
     TARGET_COLUMNS,
@@ -67,8 +67,9 @@ def _digest(payload: Any) -> str:
 
 
 def params_hash(params: CampaignParams) -> str:
-    """Hash of the campaign section of params.yaml (stored with every list)."""
-    return _digest(params.model_dump(mode="json"))
+    """Hash of the campaign section of params.yaml (stored with every list); `shards` and
+    `scoring_unit` are left out: they change how a list is computed, not what it holds."""
+    return _digest(params.model_dump(mode="json", exclude={"shards", "scoring_unit"}))
 
 
 def _file_hash(path: Path) -> str:
@@ -117,41 +118,85 @@ def recently_treated(engine: Engine, as_of: pd.Timestamp, days: int, other_than:
         return set(rows)
 
 
-def build(as_of: datetime, settings: Settings | None = None) -> Path:
-    """Score, select and stage the campaign as of `as_of`; returns the staging folder."""
+def plan(as_of: datetime, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Plan the campaign as of `as_of` (the first step of a build; see `pipelines.campaigns.shards`).
+
+    Checks freshness, pins the champion versions, decides the policy (cold start or uplift),
+    computes and validates the features once and stages them with the plan, replacing any earlier
+    build of the campaign (its list needs the new parts). Returns one spec per shard
+    (`campaign.shards`) for `score_shard`.
+
+    Raises:
+        CampaignError: stale data, or no champion.
+    """
     from feature_store.checks import checked_features
-    from feature_store.events import read_event_log
     from retention.quality import QualityService
-    from training.families import family
 
     with platform_session(settings) as (settings, params, engine):
         config = params.campaign
         when = pd.Timestamp(naive_utc(as_of))
         check_freshness(engine, when, config)
-        champions = load_champions(settings)
-        history = read_event_log(engine, "warehouse", before=when.to_pydatetime())
+        versions = champion_versions(settings)
         features = checked_features(
             engine, when.to_pydatetime(), params.features, QualityService(settings.gx_dir)
         )
-        scored = score_customers(engine, history, features, champions, params, when)
+        if features.empty:
+            raise CampaignError(f"no customer has a purchase before {when}: nobody to score")
         campaign = campaign_id(config.name, when)
-        cooldown = recently_treated(engine, when, config.cooldown_days, campaign)
         logged = read_campaign_log(engine, before=when).rows
-        uplift_model = load_uplift_champion(settings)
-        why = cold_start_reason(logged, uplift_model is not None, config)
+        uplift = uplift_champion_version(settings)
+        why = cold_start_reason(logged, uplift is not None, config)
         share = config.cold_start.exploration_share if why else config.exploration_share
-        uplift = None
-        if why is None and uplift_model is not None:
-            uplift = uplift_estimates(uplift_model[0], scored, features, params)
-            champions.extra_versions[uplift_model[2]] = uplift_model[1]
-            why = (
-                f"the uplift model (version {uplift_model[1]}) learnt from {len(logged)} randomised outcomes"
-            )
-        targets, funnel = select_targets(scored, config, campaign, cooldown, uplift, share)
+        if why is None and uplift is not None:
+            why = f"the uplift model (version {uplift}) learnt from {len(logged)} randomised outcomes"
+        else:
+            uplift = None  # the cold-start rule applies: the risk policy chooses, no estimates needed
+        folder = staging_dir(settings, campaign)
+        for stale in (TARGETS_FILE, META_FILE, VALIDATION_FILE):  # a new build needs a new list
+            (folder / stale).unlink(missing_ok=True)
+        return write_plan(
+            folder,
+            {
+                "campaign_id": campaign,
+                "as_of": when.isoformat(),
+                "shards": config.shards,
+                "buckets": buckets_for(len(features), config.scoring_unit),
+                "versions": versions,
+                "uplift": uplift,
+                "why": why,
+                "share": share,
+            },
+            features,
+        )
+
+
+def merge(folder: Path, settings: Settings | None = None) -> Path:
+    """Merge the scored shards, select and stage the list (the last step of a build); returns `folder`.
+
+    Raises:
+        ShardError: a shard's part is missing or does not match the plan.
+    """
+    from feature_store.events import read_event_log
+    from training.families import family
+
+    planned, features = read_plan(folder)
+    with platform_session(settings) as (settings, params, engine):
+        config = params.campaign
+        when = pd.Timestamp(planned["as_of"])
+        campaign = planned["campaign_id"]
+        parts, uplift = read_parts(folder, planned, features)
+        contacts = customer_contacts(engine, parts["customer_id"].tolist())
+        scored = parts.merge(contacts, on="customer_id", how="left", validate="one_to_one")
+        cooldown = recently_treated(engine, when, config.cooldown_days, campaign)
+        targets, funnel = select_targets(scored, config, campaign, cooldown, uplift, planned["share"])
         targets["features"] = pd.Series(
             feature_snapshot(features, targets["customer_id"]), index=targets.index
         )
         listed = targets["arm"].isin(EXPORTED_ARMS).to_numpy()
+        champions = load_champions(settings, planned["versions"])
+        if planned["uplift"] is not None:
+            champions.extra_versions[family("uplift").registered_name] = planned["uplift"]
+        history = read_event_log(engine, "warehouse", before=when.to_pydatetime())
         states = current_states(
             settings,
             champions.recommender,
@@ -177,10 +222,9 @@ def build(as_of: datetime, settings: Settings | None = None) -> Path:
         ).values
         targets["returned"], targets["revenue"] = None, None
         targets["campaign_id"] = campaign
-        folder = staging_dir(settings, campaign)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / VALIDATION_FILE).unlink(missing_ok=True)  # a new build needs a new validation
+        (folder / VALIDATION_FILE).unlink(missing_ok=True)  # a new list needs a new validation
         write_staged(folder, targets)
+        share, why = planned["share"], planned["why"]
         meta = {
             "campaign_id": campaign,
             "name": config.name,
@@ -195,15 +239,27 @@ def build(as_of: datetime, settings: Settings | None = None) -> Path:
         with atomic_path(folder / META_FILE) as tmp:
             tmp.write_text(json.dumps(meta, indent=2))
         log.info(
-            "%s: %s policy: %d contacted, %d held out, of %d eligible (%d scored)",
+            "%s: %s policy: %d contacted, %d held out, of %d eligible (%d scored in %d shards)",
             campaign,
             funnel["policy"],
             funnel["contacted"],
             funnel["control"],
             funnel["eligible"],
             funnel["scored"],
+            planned["shards"],
         )
         return folder
+
+
+def build(as_of: datetime, settings: Settings | None = None) -> Path:
+    """Plan, score every shard in turn and merge: the campaign as of `as_of`, staged; returns the folder.
+
+    The campaign DAG runs the same three steps as separate tasks, the shards in parallel.
+    """
+    specs = plan(as_of, settings)
+    for spec in specs:
+        score_shard(Path(spec["folder"]), spec["shard"], settings)
+    return merge(Path(specs[0]["folder"]), settings)
 
 
 def write_staged(folder: Path, targets: pd.DataFrame) -> None:

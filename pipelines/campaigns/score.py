@@ -27,7 +27,7 @@ from retention.db.warehouse import WAREHOUSE
 from retention.params import Params
 from retention.settings import Settings
 from training.recommender.customer_states import CustomerStates, positions
-from training.scoring import churn_scores, recommend_states
+from training.scoring import churn_frame, churn_scores, recommend_states
 
 log = logging.getLogger("retention.campaigns")
 
@@ -56,8 +56,8 @@ class Champions:
         }
 
 
-def load_champions(settings: Settings) -> Champions:
-    """Load both `champion` versions.
+def champion_versions(settings: Settings) -> dict[str, str]:
+    """The `champion` version of every family a campaign requires, by family (return, recommender).
 
     Raises:
         CampaignError: a model has no champion yet (train it and run the gate first).
@@ -65,21 +65,44 @@ def load_champions(settings: Settings) -> Champions:
     from mlflow import MlflowClient
 
     from training.families import FAMILIES
-    from training.registry import CHAMPION, alias_version, load_native
+    from training.registry import CHAMPION, alias_version
 
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-    found: dict[str, tuple[Any, str]] = {}
+    found: dict[str, str] = {}
     for kind, chosen in FAMILIES.items():
         if not chosen.campaign_requires:
             continue
-        name = chosen.registered_name
-        version = alias_version(client, name, CHAMPION)
+        version = alias_version(client, chosen.registered_name, CHAMPION)
         if version is None:
             raise CampaignError(
-                f"{name} has no champion: train it and run `retention models gate --model {kind}`"
+                f"{chosen.registered_name} has no champion: train it and run "
+                f"`retention models gate --model {kind}`"
             )
-        found[kind] = (load_native(settings.mlflow_tracking_uri, name, version), version)
-    return Champions(found["return"][0], found["return"][1], found["recommender"][0], found["recommender"][1])
+        found[kind] = version
+    return found
+
+
+def load_version(settings: Settings, kind: str, version: str) -> Any:
+    """The native model of family `kind` at a registered version (pinned: never the moving alias)."""
+    from training.families import family
+    from training.registry import load_native
+
+    return load_native(settings.mlflow_tracking_uri, family(kind).registered_name, version)
+
+
+def load_champions(settings: Settings, versions: dict[str, str] | None = None) -> Champions:
+    """Load both champions: the `champion` versions, or the given ones (by family).
+
+    Raises:
+        CampaignError: a model has no champion yet (train it and run the gate first).
+    """
+    versions = versions or champion_versions(settings)
+    return Champions(
+        load_version(settings, "return", versions["return"]),
+        versions["return"],
+        load_version(settings, "recommender", versions["recommender"]),
+        versions["recommender"],
+    )
 
 
 def active_products(engine: Engine) -> set[str]:
@@ -135,23 +158,45 @@ def recommend_products(
     return recommend_states(model, states, customer_ids, k, allowed, excluded)
 
 
+def churn_of(model: Any, history: EventLog, as_of: pd.Timestamp, horizon_days: int, units: list[Any]) -> Any:
+    """`churn_scores` of the customers in `units` (lists of ids), the model run once per unit.
+
+    The inputs hold population-relative features, so they are built from the whole history; only
+    the model (the expensive part: a rollout per horizon bin, and once more per feature for the
+    reason codes) runs, on one unit's rows at a time. A customer's score then depends only on its
+    unit, never on what else was scored: the same unit gives the same bits in any shard.
+    """
+    states = model.states(history, as_of, horizon_days)
+    ids = states[0].customer_id.astype(str)
+    frames = [
+        model.predict_states(
+            [s.take(np.flatnonzero(np.isin(ids, np.asarray(unit, dtype=str)))) for s in states], horizon_days
+        )
+        for unit in units
+    ]
+    return churn_frame(pd.concat(frames, ignore_index=True))
+
+
 def score_customers(
     engine: Engine,
     history: EventLog,
     features: pd.DataFrame,
-    champions: Champions,
+    return_model: Any,
     params: Params,
     as_of: pd.Timestamp,
+    units: list[Any] | None = None,
 ) -> pd.DataFrame:
     """Every active customer with P(churn), reasons, value and contact flags.
 
     Args:
         engine: the platform database (contact flags).
         history: the warehouse log before as-of.
-        features: the feature store's table as of as-of (one row per active customer).
-        champions: the serving models.
+        features: the feature store's table as of as-of (one row per customer to score).
+        return_model: the return model's champion.
         params: params.yaml.
         as_of: the scoring time.
+        units: `features`' customer ids in groups, the model run once per group (`churn_of`: how
+            a shard scores); None scores everyone the model finds in `history` at once.
 
     Returns:
         customer_id, p_churn, reasons, predicted_value, segment, recency_days, marketing_consent,
@@ -167,7 +212,11 @@ def score_customers(
     if features.empty:
         raise CampaignError(f"no customer has a purchase before {as_of}: nobody to score")
     chosen = features[["customer_id", value_column, "rfm_segment", "recency_days"]]
-    churn = churn_scores(champions.return_model, history, as_of, campaign.horizon_days)
+    churn = (
+        churn_scores(return_model, history, as_of, campaign.horizon_days)
+        if units is None
+        else churn_of(return_model, history, as_of, campaign.horizon_days, units)
+    )
     frame = chosen.merge(churn, on="customer_id", how="inner", validate="one_to_one")
     if len(frame) != len(chosen):
         raise CampaignError(f"the return model scored {len(frame)} of {len(chosen)} active customers")
@@ -192,24 +241,18 @@ def score_customers(
     ]
 
 
-def load_uplift_champion(settings: Settings) -> tuple[Any, str, str] | None:
-    """The uplift family's champion (model, version, registered name), or None before it has one."""
+def uplift_champion_version(settings: Settings) -> str | None:
+    """The uplift family's `champion` version, or None before it has one."""
     from mlflow import MlflowClient
 
     from training.families import FAMILIES
-    from training.registry import CHAMPION, alias_version, load_native
+    from training.registry import CHAMPION, alias_version
 
     chosen = FAMILIES.get("uplift")
     if chosen is None:
         return None
-    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-    version = alias_version(client, chosen.registered_name, CHAMPION)
-    if version is None:
-        return None
-    return (
-        load_native(settings.mlflow_tracking_uri, chosen.registered_name, version),
-        version,
-        chosen.registered_name,
+    return alias_version(
+        MlflowClient(tracking_uri=settings.mlflow_tracking_uri), chosen.registered_name, CHAMPION
     )
 
 

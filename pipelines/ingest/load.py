@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, time
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from pipelines.ingest import readers
 from retention.clock import utc_now
@@ -22,11 +24,13 @@ from retention.contract import (
     EVENT_COLUMNS,
     Checker,
     ContractError,
+    plain_events,
     validate_customers,
     validate_events,
     validate_products,
     validate_reviews,
 )
+from retention.db.models import Event
 from retention.db.shop import ShopBatch, record_load, write_shop_batch
 from retention.params import IngestParams
 
@@ -147,6 +151,64 @@ def ingest(engine: Engine, request: IngestRequest, params: IngestParams) -> Inge
         raise ContractError(problems)
 
     log.info("validated %s: %s rows; writing", source, f"{rows_read:,}")
+    return _store(engine, batch, source, content_hash, started, rows_read, request.format)
+
+
+def ingest_events(
+    engine: Engine, records: pd.DataFrame, params: IngestParams, source: str = "api"
+) -> tuple[IngestResult, pd.DataFrame]:
+    """Validate events given as a frame in the contract's columns, then store them in one transaction.
+
+    The same checks, keys and writes as a contract file (`ingest`): unknown customers and products
+    become stubs, purchases with an `order_id` make orders, an event already stored (same content)
+    is not stored again. Rows are numbered from 0 in problems ("event 0"), as in a JSON array.
+
+    Args:
+        engine: the source database (migrated).
+        records: user_id, item_id, ts and optionally event_type, quantity, price, order_id.
+        params: ingest parameters from params.yaml (the default event type).
+        source: what the load log records as the source.
+
+    Returns:
+        The load's result and the stored event rows (customer_id, product_id, event_type, ts, ...).
+
+    Raises:
+        ContractError: an event breaks the contract; nothing was stored.
+    """
+    started = utc_now()
+    check = Checker(source="events", first_row=0, row_word="event", max_rows=params.max_reported_rows)
+    unknown = sorted(set(records.columns) - set(EVENT_COLUMNS))
+    if unknown:
+        check.problems.append(
+            f"events: unknown field(s) {', '.join(unknown)} (allowed: {', '.join(EVENT_COLUMNS)})"
+        )
+    if records.empty:
+        check.problems.append("events: no event given")
+    events = validate_events(check, records, params.default_event_type) if not check.problems else records
+    event_rows = _event_rows(events) if not check.problems else events
+    orders = _orders(event_rows, check) if not check.problems else pd.DataFrame()
+    if check.problems:
+        raise ContractError(check.problems)
+    batch = ShopBatch(
+        customer_stubs=pd.Index(event_rows["customer_id"].unique()),
+        product_stubs=pd.Index(event_rows["product_id"].unique()),
+        orders=orders,
+        events=event_rows,
+    )
+    content_hash = hashlib.sha256(event_rows[["event_id"]].to_csv(index=False).encode()).hexdigest()
+    return _store(engine, batch, source, content_hash, started, len(event_rows), "contract"), event_rows
+
+
+def _store(
+    engine: Engine,
+    batch: ShopBatch,
+    source: str,
+    content_hash: str,
+    started: datetime,
+    rows_read: int,
+    fmt: str,
+) -> IngestResult:
+    """Write a validated batch and its load record in one transaction."""
     with engine.begin() as connection:
         inserted = write_shop_batch(connection, batch, utc_now())
         load_id = record_load(
@@ -158,7 +220,7 @@ def ingest(engine: Engine, request: IngestRequest, params: IngestParams) -> Inge
             started_at=started,
             rows_read=rows_read,
             rows_inserted=sum(inserted.values()),
-            detail={"inserted": inserted, "format": request.format},
+            detail={"inserted": inserted, "format": fmt},
         )
     return IngestResult(load_id=load_id, rows_read=rows_read, inserted=inserted)
 
@@ -246,16 +308,104 @@ def _row_keys(prefix: str, frame: pd.DataFrame, columns: list[str]) -> list[str]
     others = [text[c] for c in columns[1:]] + [occurrence]
     # pandas-stubs type `others` without the list of Series that pandas documents and accepts.
     joined = text[columns[0]].str.cat(others, sep=SEPARATOR)  # type: ignore[arg-type]
-    return [prefix + hashlib.blake2b(s.encode(), digest_size=16).hexdigest() for s in joined]
+    return [_hashed(prefix, s) for s in joined]
+
+
+def _hashed(prefix: str, joined: str) -> str:
+    return prefix + hashlib.blake2b(joined.encode(), digest_size=16).hexdigest()
+
+
+EVENT_KEY = ["customer_id", "product_id", "ts", "event_type", "quantity", "price", "order_id"]
 
 
 def _event_rows(events: pd.DataFrame) -> pd.DataFrame:
     rows = events.rename(columns={"user_id": "customer_id", "item_id": "product_id"})
     rows["ts"] = rows["ts"].astype("datetime64[us]")
     rows["quantity"] = rows["quantity"].astype("int64")
-    key_columns = ["customer_id", "product_id", "ts", "event_type", "quantity", "price", "order_id"]
-    rows.insert(0, "event_id", _row_keys("ev-", rows, key_columns))
+    rows.insert(0, "event_id", _row_keys("ev-", rows, EVENT_KEY))
     return rows
+
+
+def plain_event_rows(
+    records: list[dict[str, object]], params: IngestParams
+) -> list[dict[str, object]] | None:
+    """Event rows (with their keys) of a small request whose events plainly keep the contract; else None.
+
+    The fast path of `POST /events` (`retention.contract.plain_events`, no pandas): a request it
+    cannot take (anything unusual, or purchases with an order_id, whose orders `ingest_events`
+    builds) gives None, and the caller uses `ingest_events`. Keys are derived as `_event_rows`
+    derives them for the request as a file, so a resent event is recognised either way.
+    """
+    rows = plain_events(records, params.default_event_type)
+    if rows is None or any(row["order_id"] is not None for row in rows):
+        return None
+    times = [cast(datetime, row["ts"]) for row in rows]  # plain_events gives datetimes
+    time_text = _times_as_pandas_writes_them(times)
+    seen: dict[tuple[str, ...], int] = {}
+    for row, when in zip(rows, times, strict=True):
+        text = {c: "" if row[c] is None else str(row[c]) for c in EVENT_KEY} | {"ts": time_text(when)}
+        fields = tuple(text[c] for c in EVENT_KEY)
+        occurrence = seen.get(fields, 0)
+        seen[fields] = occurrence + 1
+        row["event_id"] = _hashed("ev-", SEPARATOR.join((*fields, str(occurrence))))
+    return rows
+
+
+def _times_as_pandas_writes_them(times: list[datetime]) -> Callable[[datetime], str]:
+    """The text pandas gives each time of a column (what `_row_keys` hashes): one resolution for the whole
+    column, the finest its values need (dates alone when every time is midnight)."""
+    if all(t.time() == time() for t in times):
+        return lambda t: t.strftime("%Y-%m-%d")
+    spec = (
+        "microseconds"
+        if any(t.microsecond % 1000 for t in times)
+        else "milliseconds"
+        if any(t.microsecond for t in times)
+        else "seconds"
+    )
+    return lambda t: t.isoformat(sep=" ", timespec=spec)
+
+
+def store_event_rows(
+    engine: Engine, requests: list[list[dict[str, object]]], source: str = "api"
+) -> list[int]:
+    """Store the event rows of several requests (`plain_event_rows`) in one transaction (a group commit).
+
+    Unknown customers and products become stubs, as in `ingest`; one load-log row records the group.
+
+    Returns:
+        Per request, how many of its events were new (a resent event, or one sent twice, counts once).
+    """
+    started = utc_now()
+    frame = pd.DataFrame([row for rows in requests for row in rows], columns=["event_id", *EVENT_KEY])
+    frame["ts"] = pd.to_datetime(frame["ts"]).astype("datetime64[us]")
+    frame["price"] = frame["price"].astype("float64")
+    ids = frame["event_id"].tolist()
+    batch = ShopBatch(
+        customer_stubs=pd.Index(frame["customer_id"].unique()),
+        product_stubs=pd.Index(frame["product_id"].unique()),
+        events=frame,
+    )
+    with engine.begin() as connection:
+        stored = set(connection.execute(select(Event.event_id).where(Event.event_id.in_(ids))).scalars())
+        inserted = write_shop_batch(connection, batch, utc_now())
+        record_load(
+            connection,
+            kind="ingest",
+            source=source,
+            content_hash=hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+            status="loaded",
+            started_at=started,
+            rows_read=len(frame),
+            rows_inserted=sum(inserted.values()),
+            detail={"inserted": inserted, "format": "contract", "requests": len(requests)},
+        )
+    new = []
+    for rows in requests:
+        fresh = {str(row["event_id"]) for row in rows} - stored
+        stored |= fresh
+        new.append(len(fresh))
+    return new
 
 
 def _orders(events: pd.DataFrame, check: Checker) -> pd.DataFrame:

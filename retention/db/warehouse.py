@@ -112,3 +112,18 @@ class OnlineFeatures(Base):
     feature_version: Mapped[str] = mapped_column(String(64))  # hash of the feature definitions
     features: Mapped[dict[str, Any]] = mapped_column(JSON)  # {feature name: value}
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class OnlineResult(Base):
+    """The online store's other per-customer documents (embedded backend): materialised scores and states.
+
+    One JSON document per (kind, customer); `feature_store.online_store` says what each kind holds.
+    The same documents live under Redis keys when the deployment sets `RETENTION_ONLINE_STORE`.
+    """
+
+    __tablename__ = "online_results"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)  # "churn", "recommendations"
+    customer_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    document: Mapped[str] = mapped_column(Text)  # canonical JSON text (equal text: unchanged entry)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)

@@ -67,20 +67,24 @@ def test_dagbag_imports_without_errors(airflow_env: dict[str, str]) -> None:
             "score_reviews",
             "refresh_online_features",
             "refresh_customer_states",
+            "materialise_results",
         ]
     )
     assert report["dags"]["train_models"] == [
         "gate_recommender",
         "gate_return",
         "gate_uplift",
+        "materialise_results",
         "train_recommender",
         "train_return",
         "train_uplift",
     ]
     assert report["dags"]["retention_campaign"] == [
-        "build_list",
         "measure_lift",
+        "merge_list",
+        "plan_list",
         "publish_list",
+        "score_shard",
         "validate_list",
     ]
 
@@ -100,6 +104,7 @@ def test_training_dag_is_scheduled_on_the_features_asset(airflow_env: dict[str, 
         "gate_recommender": ["train_recommender"],
         "gate_return": ["train_return"],
         "gate_uplift": ["train_uplift"],
+        "materialise_results": ["gate_recommender", "gate_return"],  # serving's answers, whatever was decided
     }
     assert report["outlets"] == {  # each gate announces its family's champion asset
         "train_recommender": [],
@@ -108,6 +113,24 @@ def test_training_dag_is_scheduled_on_the_features_asset(airflow_env: dict[str, 
         "gate_recommender": ["retention://models/recommender"],
         "gate_return": ["retention://models/return"],
         "gate_uplift": ["retention://models/uplift"],
+        "materialise_results": [],
+    }
+
+
+def test_campaign_dag_maps_the_scoring_over_shards_and_merges_once(airflow_env: dict[str, str]) -> None:
+    report = _dagbag_report(
+        "{'upstream': {t.task_id: sorted(t.upstream_task_ids) for t in bag.dags['retention_campaign'].tasks}, "
+        "'mapped': sorted(t.task_id for t in bag.dags['retention_campaign'].tasks if t._is_mapped)}",
+        airflow_env,
+    )
+    assert report["mapped"] == ["score_shard"]  # one task instance per shard (campaign.shards)
+    assert report["upstream"] == {
+        "plan_list": [],
+        "score_shard": ["plan_list"],
+        "merge_list": ["plan_list", "score_shard"],
+        "validate_list": ["merge_list"],
+        "publish_list": ["merge_list", "validate_list"],
+        "measure_lift": ["publish_list"],
     }
 
 

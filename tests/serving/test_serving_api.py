@@ -96,6 +96,11 @@ def test_tokens_compare_to_roles_and_never_show_in_repr() -> None:
     assert "m" * 20 not in repr(tokens) and "a" * 20 not in repr(tokens)
     with pytest.raises(TokensError, match="differ"):
         Tokens(marketing="same", admin="same")
+    with pytest.raises(TokensError, match="differ"):
+        Tokens(marketing="m" * 20, admin="a" * 20, events="m" * 20)
+    # the write token is a role of its own; without one, no token is the events role
+    assert Tokens(marketing="m" * 20, admin="a" * 20, events="e" * 20).role_of("e" * 20) is Role.EVENTS
+    assert "e" * 20 not in repr(Tokens(marketing="m" * 20, admin="a" * 20, events="e" * 20))
 
 
 def test_generated_tokens_are_private_kept_and_overridable(tmp_path: Path) -> None:
@@ -110,7 +115,12 @@ def test_generated_tokens_are_private_kept_and_overridable(tmp_path: Path) -> No
     # then the file is 0600 in a 0700 folder and its tokens stay the same
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
-    assert json.loads(path.read_text()) == {"marketing": first.marketing, "admin": first.admin}
+    assert json.loads(path.read_text()) == {
+        "marketing": first.marketing,
+        "admin": first.admin,
+        "events": first.events,
+    }
+    assert first.events and first.role_of(first.events) is Role.EVENTS
     assert load_tokens(unset, home).admin == first.admin
     # and an environment token wins over the file's
     overridden = load_tokens(ServingSettings(marketing_token="from-env-token"), home)
@@ -128,6 +138,7 @@ def test_serve_prints_the_tokens_file_never_a_token(tmp_path: Path, monkeypatch:
     calls: list[dict] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append({"app": app, **kwargs}))
     monkeypatch.setenv("RETENTION_API_PORT", "8123")
+    monkeypatch.setenv("RETENTION_API_WORKERS", "3")
     for name in ("RETENTION_API_MARKETING_TOKEN", "RETENTION_API_ADMIN_TOKEN", "RETENTION_API_HOST"):
         monkeypatch.delenv(name, raising=False)
     cli = typer.Typer()
@@ -146,6 +157,7 @@ def test_serve_prints_the_tokens_file_never_a_token(tmp_path: Path, monkeypatch:
             "factory": True,
             "host": "127.0.0.2",
             "port": 8123,
+            "workers": 3,
             "log_level": "info",
         }
     ]
@@ -157,6 +169,12 @@ def test_bad_serving_settings_fail_clearly() -> None:
     with pytest.raises(ServingSettingsError, match="RETENTION_API_MODEL_REFRESH_SECONDS"):
         ServingSettings.from_env({"RETENTION_API_MODEL_REFRESH_SECONDS": "-1"})
     assert ServingSettings.from_env({}).model_refresh_seconds == 30
+    with pytest.raises(ServingSettingsError, match="RETENTION_API_COMPUTE_BUDGET_SECONDS"):
+        ServingSettings.from_env({"RETENTION_API_COMPUTE_BUDGET_SECONDS": "0"})
+    read = ServingSettings.from_env(
+        {"RETENTION_API_EVENTS_TOKEN": "e-token", "RETENTION_API_COMPUTE_BUDGET_SECONDS": "0.5"}
+    )
+    assert (read.events_token, read.compute_budget_seconds) == ("e-token", 0.5)
 
 
 # -- campaigns ------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,22 @@ CALIBRATION_STEPS = 100  # L-BFGS iterations of the two-parameter Platt scaling
 
 class ReturnModelError(ValueError):
     """The return model cannot be fitted or used as asked (too little history, not fitted)."""
+
+
+@dataclass
+class _RolledCache:
+    """The last rolled states and their occlusion scores.
+
+    `fit` rolls every customer out over H for the feature importance, and the backtest (and
+    training) then predicts the same history at the same as-of: the states (one feature-store
+    computation per bin) and the occlusion rollout are computed once and reused.
+    """
+
+    history: EventLog
+    as_of: pd.Timestamp
+    bins: int
+    states: list[CustomerInputs]
+    scored: dict[float, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # horizon -> p, effects
 
 
 def _sample(examples: SurvivalExamples, most: int, seed: int) -> SurvivalExamples:
@@ -112,6 +129,7 @@ class ReturnModel:
         self.fit_results: list[FitResult] = []
         self.validation: dict = {}
         self.feature_importance = pd.DataFrame({"feature": [], "importance": []})
+        self._rolled: _RolledCache | None = None
 
     # -- fitting ------------------------------------------------------------------------------
 
@@ -129,7 +147,10 @@ class ReturnModel:
         update: dict = {"seed": seed} | ({"max_epochs": max_epochs} if max_epochs else {})
         trainer_params = self.params.training.model_copy(update=update)
         result = fit(
-            module, ReturnDataModule(train, val, c.batch_size), trainer_params, self.run_dir / folder
+            module,
+            ReturnDataModule(train, val, c.batch_size, self.params.training.dataloader_workers),
+            trainer_params,
+            self.run_dir / folder,
         )
         self.fit_results.append(result)
         return network.eval(), result
@@ -146,7 +167,7 @@ class ReturnModel:
             ReturnModelError: the history is too short for one training and one validation cutoff.
         """
         c, as_of = self.config, pd.Timestamp(as_of)
-        self.fit_results = []
+        self.fit_results, self._rolled = [], None
         frames = history.before(as_of).frames()
         step = c.bin_days * c.cutoff_stride
         examples = build_examples(frames, as_of, self.params.features, c.sequence_length, step, c.max_cutoffs)
@@ -197,7 +218,7 @@ class ReturnModel:
     def _importance(self, states: list[CustomerInputs], horizon_days: int) -> pd.DataFrame:
         """feature, importance: mean |occlusion effect| on p_return over the scored customers."""
         columns = self._require_fitted().columns
-        _, effects = self._rollout(states, horizon_days, occlusion=True)
+        _, effects = self._occluded(states, horizon_days)
         importance = np.abs(effects).mean(axis=0) if len(effects) else np.zeros(len(columns))
         order = np.argsort(-importance, kind="stable")
         return pd.DataFrame(
@@ -354,9 +375,19 @@ class ReturnModel:
                     ).numpy()
         return np.clip(p, 0.0, 1.0), effects
 
+    def _occluded(self, states: list[CustomerInputs], horizon_days: float) -> tuple[np.ndarray, np.ndarray]:
+        """`_rollout` with occlusion, reused when `states` are the cached ones (see `_RolledCache`)."""
+        cache = self._rolled
+        if cache is not None and cache.states is states and horizon_days in cache.scored:
+            return cache.scored[horizon_days]
+        scored = self._rollout(states, horizon_days, occlusion=True)
+        if cache is not None and cache.states is states:
+            cache.scored[horizon_days] = scored
+        return scored
+
     def _scores(self, states: list[CustomerInputs], horizon_days: float) -> pd.DataFrame:
         encoder = self._require_fitted()
-        p, effects = self._rollout(states, horizon_days, occlusion=True)
+        p, effects = self._occluded(states, horizon_days)
         order = np.argsort(-np.abs(effects), axis=1, kind="stable")
         names = np.array([*encoder.columns, None], dtype=object)
         frame = pd.DataFrame({"customer_id": states[0].customer_id.astype(str), "p_return": p})
@@ -371,14 +402,15 @@ class ReturnModel:
         """Each customer's inputs at the start of every bin of the horizon (default: the fitted one)."""
         c = self.config
         as_of = pd.Timestamp(as_of)
-        return rolled_inputs(
-            history.before(as_of).frames(),
-            as_of,
-            bins_for(self._horizon(horizon_days), c.bin_days),
-            c.bin_days,
-            self.params.features,
-            c.sequence_length,
+        bins = bins_for(self._horizon(horizon_days), c.bin_days)
+        cache = self._rolled
+        if cache is not None and cache.history is history and cache.as_of == as_of and cache.bins == bins:
+            return cache.states
+        states = rolled_inputs(
+            history.before(as_of).frames(), as_of, bins, c.bin_days, self.params.features, c.sequence_length
         )
+        self._rolled = _RolledCache(history, as_of, bins, states)
+        return states
 
     def inputs(self, history: EventLog, as_of: pd.Timestamp) -> pd.DataFrame:
         """The flat model input at `as_of` for the fitted horizon: one row per customer with a purchase.

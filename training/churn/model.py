@@ -16,11 +16,12 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 from typing_extensions import override
 
 from feature_store.core import EVENT_CODES
 from training.churn.encoding import SEQUENCE_NUMERIC
+from training.loaders import TensorBatches, tensor_loader
 
 INPUT_KEYS = ("features", "events", "event_type", "lengths")
 BATCH_KEYS = (*INPUT_KEYS, "returned")
@@ -155,17 +156,21 @@ class ReturnDataModule(pl.LightningDataModule):
         train: arrays of the training rows.
         val: arrays of the validation rows.
         batch_size: rows per step.
+        workers: DataLoader worker processes (params.yaml `training.dataloader_workers`).
     """
 
-    def __init__(self, train: dict[str, np.ndarray], val: dict[str, np.ndarray], batch_size: int) -> None:
+    def __init__(
+        self, train: dict[str, np.ndarray], val: dict[str, np.ndarray], batch_size: int, workers: int = 0
+    ) -> None:
         super().__init__()
         self.train_arrays, self.val_arrays, self.batch_size = train, val, batch_size
-        self.train: TensorDataset | None = None
-        self.val: TensorDataset | None = None
+        self.workers = workers
+        self.train: TensorBatches | None = None
+        self.val: TensorBatches | None = None
 
     @staticmethod
-    def _dataset(arrays: dict[str, np.ndarray]) -> TensorDataset:
-        return TensorDataset(*(torch.from_numpy(np.ascontiguousarray(arrays[key])) for key in BATCH_KEYS))
+    def _dataset(arrays: dict[str, np.ndarray]) -> TensorBatches:
+        return TensorBatches(*(torch.from_numpy(np.ascontiguousarray(arrays[key])) for key in BATCH_KEYS))
 
     @override
     def setup(self, stage: str | None = None) -> None:
@@ -175,9 +180,9 @@ class ReturnDataModule(pl.LightningDataModule):
     @override
     def train_dataloader(self) -> DataLoader:
         assert self.train is not None, "Lightning calls setup first"
-        return DataLoader(self.train, batch_size=self.batch_size, shuffle=True)
+        return tensor_loader(self.train, self.batch_size, shuffle=True, workers=self.workers)
 
     @override
     def val_dataloader(self) -> DataLoader:
         assert self.val is not None, "Lightning calls setup first"
-        return DataLoader(self.val, batch_size=self.batch_size)
+        return tensor_loader(self.val, self.batch_size, shuffle=False, workers=self.workers)

@@ -13,7 +13,7 @@ import torch
 from feature_store.events import EventLog
 from tests.training.recommender.conftest import DAY0, log_from_sequences, pattern_sequences, small_params
 from training.protocol import recommend, temporal_split
-from training.recommender.sasrec.net import NetConfig, SASRecNet
+from training.recommender.sasrec.net import NetConfig, SASRecNet, warm_start
 from training.recommender.sasrec.recommender import SASRecRecommender
 from training.scoring import recommend_inputs
 
@@ -66,6 +66,30 @@ def test_the_last_state_equals_the_full_forward_pass_at_the_last_position() -> N
     # when the last state alone is computed, then it is the forward pass's last position
     with torch.no_grad():
         assert torch.allclose(net.last_state(items), net(items)[:, -1], atol=1e-6)
+
+
+def test_warm_start_copies_the_weights_and_matches_items_by_product_id() -> None:
+    # given a trained-looking source over items a, b, c and a fresh target whose catalogue is
+    # reordered and holds a new item x
+    source = tiny_net(n_items=3)
+    with torch.no_grad():
+        for weight in source.parameters():
+            weight.add_(torch.randn_like(weight))
+    target = tiny_net(n_items=4)
+    new_item_before = target.item_embedding.weight[2].detach().clone()
+    # when the target starts from the source
+    copied = warm_start(target, source, np.array(["a", "b", "c"]), np.array(["b", "x", "c", "a"]))
+    # then each known item has its own vector (codes are positions + 1), x keeps its own, and every
+    # other weight is the source's
+    source_items, target_items = source.item_embedding.weight, target.item_embedding.weight
+    assert copied == 3
+    for target_code, source_code in ((1, 2), (3, 3), (4, 1)):
+        assert torch.equal(target_items[target_code], source_items[source_code])
+    assert torch.equal(target_items[2], new_item_before)
+    assert torch.equal(target_items[0], torch.zeros_like(target_items[0]))  # padding
+    for name, value in source.state_dict().items():
+        if name != "item_embedding.weight":
+            assert torch.equal(target.state_dict()[name], value), name
 
 
 def test_training_loss_falls_and_scores_cover_the_catalogue(fitted: SASRecRecommender) -> None:

@@ -7,8 +7,9 @@ from typing import Literal
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
+from training.loaders import TensorBatches, tensor_loader
 from training.recommender.sasrec.net import SASRecNet
 from training.recommender.sequences import PAD, NextItemArrays
 
@@ -96,24 +97,26 @@ class NextItemDataModule(pl.LightningDataModule):
     Args:
         arrays: the training and validation arrays.
         batch_size: sequences per step.
+        workers: DataLoader worker processes (params.yaml `training.dataloader_workers`).
     """
 
-    def __init__(self, arrays: NextItemArrays, batch_size: int) -> None:
+    def __init__(self, arrays: NextItemArrays, batch_size: int, workers: int = 0) -> None:
         super().__init__()
         self.arrays = arrays
         self.batch_size = batch_size
-        self.train: TensorDataset | None = None
-        self.val: TensorDataset | None = None
+        self.workers = workers
+        self.train: TensorBatches | None = None
+        self.val: TensorBatches | None = None
 
     def setup(self, stage: str) -> None:
         a = self.arrays
-        self.train = TensorDataset(torch.from_numpy(a.train_inputs), torch.from_numpy(a.train_targets))
-        self.val = TensorDataset(torch.from_numpy(a.val_inputs), torch.from_numpy(a.val_targets))
+        self.train = TensorBatches(torch.from_numpy(a.train_inputs), torch.from_numpy(a.train_targets))
+        self.val = TensorBatches(torch.from_numpy(a.val_inputs), torch.from_numpy(a.val_targets))
 
     def train_dataloader(self) -> DataLoader:
         assert self.train is not None, "setup() builds the datasets first"
-        return DataLoader(self.train, batch_size=self.batch_size, shuffle=True)
+        return tensor_loader(self.train, self.batch_size, shuffle=True, workers=self.workers)
 
     def val_dataloader(self) -> DataLoader:
         assert self.val is not None, "setup() builds the datasets first"
-        return DataLoader(self.val, batch_size=self.batch_size)
+        return tensor_loader(self.val, self.batch_size, shuffle=False, workers=self.workers)

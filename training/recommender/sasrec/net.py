@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -191,3 +192,38 @@ def with_padding_row(text: np.ndarray | None) -> np.ndarray | None:
     if text is None:
         return None
     return np.vstack([np.zeros((1, text.shape[1]), dtype=np.float32), text])
+
+
+def warm_start(target: SASRecNet, source: SASRecNet, source_ids: np.ndarray, target_ids: np.ndarray) -> int:
+    """Copy `source`'s weights into `target` (same architecture, maybe another catalogue).
+
+    Item embeddings are matched by product id (items new to `target` keep their initial vectors);
+    every other weight of the same shape is copied. The text buffer belongs to the target's catalogue
+    and is kept.
+
+    Args:
+        target: the network about to be trained.
+        source: a trained network.
+        source_ids: the product id of each of `source`'s item codes (code = position + 1).
+        target_ids: likewise for `target`.
+
+    Returns:
+        The number of `target` items whose embedding was copied.
+    """
+    state = target.state_dict()
+    for name, value in source.state_dict().items():
+        if (
+            name not in ("item_embedding.weight", "text")
+            and name in state
+            and state[name].shape == value.shape
+        ):
+            state[name] = value.detach().clone()
+    position = pd.Index(np.asarray(source_ids, dtype=str)).get_indexer(np.asarray(target_ids, dtype=str))
+    known = np.flatnonzero(position >= 0)
+    embedding = state["item_embedding.weight"].clone()
+    embedding[torch.from_numpy(known + 1)] = source.item_embedding.weight.detach()[
+        torch.from_numpy(position[known] + 1)
+    ]
+    state["item_embedding.weight"] = embedding
+    target.load_state_dict(state)
+    return len(known)

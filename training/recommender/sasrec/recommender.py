@@ -20,7 +20,7 @@ from training.recommender.blend import BlendParts, blend_grid, choose_weights, s
 from training.recommender.mf import MatrixFactorisation
 from training.recommender.sasrec import persistence
 from training.recommender.sasrec.module import NextItemDataModule, SASRecModule
-from training.recommender.sasrec.net import NetConfig, SASRecNet, with_padding_row
+from training.recommender.sasrec.net import NetConfig, SASRecNet, warm_start, with_padding_row
 from training.recommender.sasrec.scores import BlendedScores, FusedScores, PreferenceBlend
 from training.recommender.sequences import (
     PAD,
@@ -70,6 +70,7 @@ class SASRecRecommender:
         self.item_factors = np.zeros((0, 0), dtype=np.float32)
         self.similarity: sparse.csr_matrix | None = None
         self.tuning: dict[str, Any] | None = None  # what `tune` chose and every weight's inner score
+        self.warm_from: SASRecRecommender | None = None  # the tuning fit, when `fit` starts from it
 
     # -- tuning -------------------------------------------------------------------------------
 
@@ -90,7 +91,7 @@ class SASRecRecommender:
         """
         if self.params is None or self.run_dir is None:
             raise RuntimeError("a SASRecRecommender needs params and a run_dir to tune")
-        self.tuning = None
+        self.tuning, self.warm_from = None, None
         config = self.params.recommender.sasrec
         grid = blend_grid(config)
         if len(grid) < 2:
@@ -116,6 +117,8 @@ class SASRecRecommender:
         if inner.net is None:
             log.warning("sasrec: the inner fit learned no network; keeping the configured blend")
             return None
+        if config.warm_start:  # the inner history is part of this history: a head start, no leak
+            self.warm_from = inner
         sample = sample_users(validation, config.tuning_users, self.params.training.seed)
         choice = choose_weights(sample, inner.blend_parts(sample.users), grid, min(ks))
         self.tuning = {
@@ -168,6 +171,12 @@ class SASRecRecommender:
             text = text_embeddings(history.products, self.index.ids, rec.text_batch_size)
         torch.manual_seed(self.params.training.seed)  # the initial weights; fit() seeds the rest
         net = SASRecNet(self._net_config(text), with_padding_row(text))
+        if self.warm_from is not None and self.warm_from.net is not None:
+            copied = warm_start(net, self.warm_from.net, self.warm_from.index.ids, self.index.ids)
+            log.info(
+                "sasrec: starting from the tuning fit's weights (%d of %d items)", copied, self.index.size
+            )
+            self.warm_from = None  # its sequences and network are no longer needed
         module = SASRecModule(net, rec.learning_rate, config.weight_decay, config.softmax, config.negatives)
         log.info(
             "sasrec: %d training and %d validation sequences over %d items",
@@ -177,7 +186,10 @@ class SASRecRecommender:
         )
         trainer_params = self.params.training.model_copy(update={"max_epochs": config.max_epochs})
         self.fit_result = fit(
-            module, NextItemDataModule(arrays, rec.batch_size), trainer_params, self.run_dir
+            module,
+            NextItemDataModule(arrays, rec.batch_size, self.params.training.dataloader_workers),
+            trainer_params,
+            self.run_dir,
         )
         self.net = module.net.cpu().eval()  # predictions run on CPU in this process
         mf_weight, popularity_weight, knn_weight = self._blend_weights()

@@ -121,18 +121,7 @@ def celery_stack(tmp_path: Path) -> Iterator[Stack]:
             database_url=database_url,
         )
         cleanup.callback(stack.stop)  # every process group, even when the test failed
-        stack.cli(str(BIN / "airflow"), "db", "migrate")
-        stack.cli(str(BIN / "retention"), "init")
-        # fmt: off
-        stack.start("mlflow", [
-            str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
-            "--workers", "1", "--backend-store-uri", mlflow_store,
-            "--artifacts-destination", str(tmp_path / "mlflow-artifacts"),
-            "--allowed-hosts", f"127.0.0.1:{mlflow_port},localhost:{mlflow_port}",
-        ])
-        # fmt: on
-        for component in ("api-server", "scheduler", "dag-processor"):
-            stack.start(f"airflow-{component}", [str(BIN / "airflow"), component])
+        stack.start_services(mlflow_store, tmp_path / "mlflow-artifacts")
         for name in WORKERS:
             stack.env["RETENTION_TEST_WORKER_NAME"] = name
             # Each worker serves its task logs on a port of its own (8793 for both would clash).

@@ -82,6 +82,23 @@ class Stack:
             args, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
+    def start_services(self, mlflow_store: str, artifacts: Path) -> None:
+        """Migrate Airflow's and the platform's schemas, then start MLflow and Airflow's api-server,
+        scheduler and dag-processor (each in its own process group)."""
+        port = self.mlflow_url.rsplit(":", 1)[1]
+        self.cli(str(BIN / "airflow"), "db", "migrate")  # also writes airflow.cfg before anyone races
+        self.cli(str(BIN / "retention"), "init")  # the deployment's one migration of the platform schema
+        # fmt: off
+        self.start("mlflow", [
+            str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", port,
+            "--workers", "1", "--backend-store-uri", mlflow_store,
+            "--artifacts-destination", str(artifacts),
+            "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}",
+        ])
+        # fmt: on
+        for component in ("api-server", "scheduler", "dag-processor"):
+            self.start(f"airflow-{component}", [str(BIN / "airflow"), component])
+
     def stop(self) -> None:
         """SIGTERM every process group, then SIGKILL what is left after a grace period."""
         for process in self.processes.values():
@@ -212,18 +229,7 @@ def native_stack(tmp_path: Path) -> Iterator[Stack]:
             database_url=database_url,
         )
         cleanup.callback(stack.stop)  # runs before the schemas are dropped
-        stack.cli(str(BIN / "airflow"), "db", "migrate")  # also writes airflow.cfg before anyone races
-        stack.cli(str(BIN / "retention"), "init")  # the deployment's one migration of the platform schema
-        # fmt: off
-        stack.start("mlflow", [
-            str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port),
-            "--workers", "1", "--backend-store-uri", mlflow_store,
-            "--artifacts-destination", str(tmp_path / "mlflow-artifacts"),
-            "--allowed-hosts", f"127.0.0.1:{mlflow_port},localhost:{mlflow_port}",
-        ])
-        # fmt: on
-        for component in ("api-server", "scheduler", "dag-processor"):
-            stack.start(f"airflow-{component}", [str(BIN / "airflow"), component])
+        stack.start_services(mlflow_store, tmp_path / "mlflow-artifacts")
         _wait_until_up(stack, f"{stack.mlflow_url}/health")
         _wait_until_up(stack, f"{stack.airflow_url}/api/v2/monitor/health")
         status, body = _get(

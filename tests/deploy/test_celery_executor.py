@@ -44,10 +44,8 @@ from tests.deploy.test_native_stack import (
     Stack,
     _environment,
     _free_port,
-    _get,
     _signal_group,
     _wait_for_dags,
-    _wait_until_up,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(900)]
@@ -135,15 +133,8 @@ def celery_stack(tmp_path: Path) -> Iterator[Stack]:
             # fmt: on
         for worker_only in ("RETENTION_TEST_WORKER_NAME", "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"):
             stack.env.pop(worker_only)
-        _wait_until_up(stack, f"{stack.mlflow_url}/health")
-        _wait_until_up(stack, f"{stack.airflow_url}/api/v2/monitor/health")
+        stack.wait_and_log_in()
         _wait_for_workers(stack)
-        status, body = _get(
-            f"{stack.airflow_url}/auth/token",
-            json.dumps({"username": "admin", "password": stack.env["AIRFLOW_ADMIN_PASSWORD"]}).encode(),
-        )
-        assert status == 201, f"login failed: HTTP {status} {body[:300]!r}"
-        stack.token = json.loads(body)["access_token"]
         yield stack
 
 

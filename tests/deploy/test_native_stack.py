@@ -99,6 +99,17 @@ class Stack:
         for component in ("api-server", "scheduler", "dag-processor"):
             self.start(f"airflow-{component}", [str(BIN / "airflow"), component])
 
+    def wait_and_log_in(self) -> None:
+        """Wait until MLflow and Airflow answer, then keep an Airflow API token for `api`."""
+        _wait_until_up(self, f"{self.mlflow_url}/health")
+        _wait_until_up(self, f"{self.airflow_url}/api/v2/monitor/health")
+        status, body = _get(
+            f"{self.airflow_url}/auth/token",
+            json.dumps({"username": "admin", "password": self.env["AIRFLOW_ADMIN_PASSWORD"]}).encode(),
+        )
+        assert status == 201, f"login failed: HTTP {status} {body[:300]!r}"
+        self.token = json.loads(body)["access_token"]
+
     def stop(self) -> None:
         """SIGTERM every process group, then SIGKILL what is left after a grace period."""
         for process in self.processes.values():
@@ -230,14 +241,7 @@ def native_stack(tmp_path: Path) -> Iterator[Stack]:
         )
         cleanup.callback(stack.stop)  # runs before the schemas are dropped
         stack.start_services(mlflow_store, tmp_path / "mlflow-artifacts")
-        _wait_until_up(stack, f"{stack.mlflow_url}/health")
-        _wait_until_up(stack, f"{stack.airflow_url}/api/v2/monitor/health")
-        status, body = _get(
-            f"{stack.airflow_url}/auth/token",
-            json.dumps({"username": "admin", "password": stack.env["AIRFLOW_ADMIN_PASSWORD"]}).encode(),
-        )
-        assert status == 201, f"login failed: HTTP {status} {body[:300]!r}"
-        stack.token = json.loads(body)["access_token"]
+        stack.wait_and_log_in()
         yield stack
 
 

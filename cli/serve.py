@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from serving.settings import ENV_HOST, ENV_PORT, ENV_WORKERS, MAX_PORT, ServingSettings, ServingSettingsError
+
+if TYPE_CHECKING:
+    from serving.auth import TokensFile
 
 
 def _defaults() -> ServingSettings:
@@ -15,6 +18,22 @@ def _defaults() -> ServingSettings:
     except ServingSettingsError as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None
+
+
+def _show_once(tokens_file: TokensFile) -> None:
+    """Print the tokens generated or migrated just now: the file keeps digests, so this is the only copy."""
+    if tokens_file.migrated:
+        typer.echo(
+            f"{tokens_file.path} kept the API tokens in clear; it now keeps only their SHA-256 digests. "
+            "The tokens still work; copy them now, they are not shown again:"
+        )
+        for role, token in tokens_file.migrated.items():
+            typer.echo(f"  {role} token: {token}")
+    if tokens_file.generated:
+        typer.echo("New API tokens; copy them now (e.g. into a password manager), they are not shown again:")
+        for role, token in tokens_file.generated.items():
+            typer.echo(f"  {role} token: {token}")
+    typer.echo(f"API token digests: {tokens_file.path} (readable by you only)")
 
 
 def serve(
@@ -30,8 +49,9 @@ def serve(
 ) -> None:
     """Serve campaigns, target lists and customer scores over HTTP (bearer tokens; see /docs).
 
-    Tokens not set in RETENTION_API_MARKETING_TOKEN / RETENTION_API_ADMIN_TOKEN are generated once
-    into $RETENTION_HOME/secrets/api_tokens.json (mode 0600); the file's path is printed, never a token.
+    Tokens not set in RETENTION_API_MARKETING_TOKEN / RETENTION_API_ADMIN_TOKEN are generated once and
+    printed once; $RETENTION_HOME/secrets/api_tokens.json (mode 0600) keeps only their SHA-256 digests.
+    A file of the old format (tokens in clear) is rewritten as digests, its tokens printed one last time.
     Each worker refuses requests past RETENTION_API_MAX_CONCURRENCY in flight with 503 + Retry-After.
     """
     import uvicorn
@@ -41,9 +61,9 @@ def serve(
 
     serving = _defaults()
     settings = Settings.from_env()
-    generated = ensure_tokens(serving, settings.home)
-    if generated is not None:
-        typer.echo(f"API tokens: {generated} (readable by you only)")
+    tokens_file = ensure_tokens(serving, settings.home)
+    if tokens_file is not None:
+        _show_once(tokens_file)
     uvicorn.run(
         "serving.app:create_app",
         factory=True,

@@ -62,6 +62,7 @@ events = APIRouter(
     responses={
         401: {"model": Problem, "description": "missing or invalid token"},
         403: {"model": Problem, "description": "not the events (write) token"},
+        429: {"model": Problem, "description": "too many wrong tokens from this client: see Retry-After"},
     },
 )
 

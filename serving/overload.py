@@ -83,7 +83,7 @@ class OverloadGuard:
         if body is None:  # the client left before sending its request
             return
         if sum(len(m.get("body", b"")) for m in body) > MAX_BODY_BYTES:
-            await _problem(send, 413, f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+            await send_problem(send, 413, f"request bodies are limited to {MAX_BODY_BYTES} bytes")
             return
         gone = asyncio.Event()
         response_started = False
@@ -156,10 +156,11 @@ async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
 
 
 async def _unavailable(send: Send, detail: str) -> None:
-    await _problem(send, 503, detail, {"retry-after": str(RETRY_AFTER_SECONDS)})
+    await send_problem(send, 503, detail, {"retry-after": str(RETRY_AFTER_SECONDS)})
 
 
-async def _problem(send: Send, code: int, detail: str, headers: dict[str, str] | None = None) -> None:
+async def send_problem(send: Send, code: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    """Answer a request with `code` and a JSON `{"detail": ...}` body, straight on the ASGI channel."""
     body = json.dumps({"detail": detail}).encode()
     raw: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]

@@ -11,6 +11,7 @@ answer is not stored: documents are written only by the materialisation and by a
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -41,6 +42,7 @@ from serving.models import ChampionModels, ServedModel
 from serving.schemas import Churn, ModelRef, Recommendation, Recommendations
 
 T = TypeVar("T")
+log = logging.getLogger("retention.serving")
 ON_DEMAND_THREADS = min(4, os.cpu_count() or 1)  # the computations are CPU-bound: more threads only queue
 
 
@@ -57,20 +59,40 @@ class OverBudget(RuntimeError):
 
 
 class Cached(Generic[T]):
-    """A value recomputed at most every `seconds` (0: on every call)."""
+    """A value recomputed at most every `seconds`; 0: on every call.
+
+    Past its age the value is recomputed in a background thread while callers keep the previous
+    one (stale while revalidating): no request waits on the query behind it but the very first. A
+    failed recomputation keeps the previous value and is logged.
+    """
 
     def __init__(self, compute: Callable[[], T], seconds: float) -> None:
         self.compute, self.seconds = compute, seconds
         self._lock = threading.Lock()
         self._value: T | None = None
         self._at = -float("inf")
+        self._refreshing = False
 
     def get(self) -> T:
         with self._lock:
-            now = time.monotonic()
-            if self._value is None or now - self._at >= self.seconds:
-                self._value, self._at = self.compute(), now
+            if self._value is None or self.seconds <= 0:
+                self._value, self._at = self.compute(), time.monotonic()
+                return self._value
+            if not self._refreshing and time.monotonic() - self._at >= self.seconds:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, name="cached-refresh", daemon=True).start()
             return self._value
+
+    def _refresh(self) -> None:
+        try:
+            value = self.compute()
+        except Exception:  # keep serving the previous value; the next call past the age tries again
+            log.exception("could not refresh a cached value; keeping the previous one")
+            value = None
+        with self._lock:
+            if value is not None:
+                self._value, self._at = value, time.monotonic()
+            self._refreshing = False
 
 
 class ServedResults:
@@ -153,8 +175,35 @@ class ServedResults:
                 "retry in a moment"
             ) from None
 
+    def materialised_churn(self, customer_id: str) -> Churn | None:
+        """The churn answer if its document is current, else None; one document read, no model: the routes
+        call it on the event loop (a thread hop would cost more than the read, and lengthen the tail).
+
+        Raises:
+            NoChampion: the alias, as last read, names no version.
+        """
+        served = self.models.current("return")
+        # None: the alias must be read first, which `churn` does in a thread
+        return None if served is None else self._current_churn(served, customer_id)
+
+    def _current_churn(self, served: ServedModel, customer_id: str) -> Churn | None:
+        document = self.documents.get(CHURN, customer_id)
+        expected = self.feature_version(served)
+        if not churn_is_fresh(document, served.name, served.version, expected, self.online_as_of.get()):
+            return None
+        assert document is not None  # checked by churn_is_fresh
+        return Churn(
+            customer_id=customer_id,
+            as_of=document["as_of"],
+            horizon_days=document["horizon_days"],
+            p_churn=document["p_churn"],
+            reasons=document["reasons"],
+            feature_version=document["feature_version"],
+            model=ModelRef(name=served.name, version=served.version),
+        )
+
     def churn(self, customer_id: str) -> Churn:
-        """The return champion's churn answer for a customer.
+        """The return champion's churn answer for a customer: the materialised one, else computed now.
 
         Raises:
             NoChampion: no return model is promoted.
@@ -165,20 +214,7 @@ class ServedResults:
             OverBudget: not materialised and not computed within the budget.
         """
         served = self.models.get("return")
-        document = self.documents.get(CHURN, customer_id)
-        expected = self.feature_version(served)
-        if churn_is_fresh(document, served.name, served.version, expected, self.online_as_of.get()):
-            assert document is not None  # checked by churn_is_fresh
-            return Churn(
-                customer_id=customer_id,
-                as_of=document["as_of"],
-                horizon_days=document["horizon_days"],
-                p_churn=document["p_churn"],
-                reasons=document["reasons"],
-                feature_version=document["feature_version"],
-                model=ModelRef(name=served.name, version=served.version),
-            )
-        return self._within_budget(self._churn_now, customer_id)
+        return self._current_churn(served, customer_id) or self._within_budget(self._churn_now, customer_id)
 
     def _churn_now(self, customer_id: str) -> Churn:
         if not customer_exists(self.engine, customer_id):
@@ -197,8 +233,41 @@ class ServedResults:
             model=ModelRef(name=served.name, version=served.version),
         )
 
+    def materialised_recommendations(
+        self, customer_id: str, k: int, exclude_purchased: bool
+    ) -> Recommendations | None:
+        """The top-k if the customer's list is current, else None; like `materialised_churn`, for the event loop.
+
+        Raises:
+            NoChampion: the alias, as last read, names no version.
+        """
+        served = self.models.current("recommender")
+        return None if served is None else self._current_list(served, customer_id, k, exclude_purchased)
+
+    def _current_list(
+        self, served: ServedModel, customer_id: str, k: int, exclude_purchased: bool
+    ) -> Recommendations | None:
+        _, fingerprint = self.catalogue.get()
+        context = self._contexts.get((served.name, served.version, fingerprint))
+        if context is None:  # built once per champion and catalogue, by `recommendations` in a thread
+            return None
+        document = self.documents.get(RECOMMENDATIONS, customer_id)
+        if document is None or not context.is_fresh(document):
+            return None
+        pairs = served_list(document, k, exclude_purchased)
+        return Recommendations(
+            customer_id=customer_id,
+            k=k,
+            model=ModelRef(name=served.name, version=served.version),
+            recommendations=[
+                Recommendation(rank=rank, product_id=product, score=score)
+                for rank, (product, score) in enumerate(pairs, start=1)
+            ],
+        )
+
     def recommendations(self, customer_id: str, k: int, exclude_purchased: bool) -> Recommendations:
-        """The recommender champion's top-k active products for a customer.
+        """The recommender champion's top-k active products for a customer: the materialised list, else
+        computed now.
 
         Raises:
             NoChampion: no recommender is promoted.
@@ -206,18 +275,10 @@ class ServedResults:
             OverBudget: not materialised and not computed within the budget.
         """
         served = self.models.get("recommender")
-        document = self.documents.get(RECOMMENDATIONS, customer_id)
-        if document is not None and self.list_context(served).is_fresh(document):
-            pairs = served_list(document, k, exclude_purchased)
-            return Recommendations(
-                customer_id=customer_id,
-                k=k,
-                model=ModelRef(name=served.name, version=served.version),
-                recommendations=[
-                    Recommendation(rank=rank, product_id=product, score=score)
-                    for rank, (product, score) in enumerate(pairs, start=1)
-                ],
-            )
+        self.list_context(served)  # built here, in a thread, for `materialised_recommendations`
+        materialised = self._current_list(served, customer_id, k, exclude_purchased)
+        if materialised is not None:
+            return materialised
         return self._within_budget(self._recommendations_now, served, customer_id, k, exclude_purchased)
 
     def _recommendations_now(

@@ -1,14 +1,19 @@
 """The API's path parameters and response models (they make the OpenAPI schema that clients and
-schemathesis read), and the links responses carry."""
+schemathesis read), and the links responses carry.
+
+Times are `UtcDateTime`: the database keeps naive UTC, and OpenAPI's `date-time` (RFC 3339) needs a
+zone, so a naive time is read as UTC and every time is written in UTC with its zone
+(`2026-05-01T00:00:00Z`).
+"""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Path
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from retention.params import StrictModel
 
@@ -20,6 +25,14 @@ CustomerId = Annotated[
     str, Path(min_length=1, max_length=ID_MAX_CHARS, pattern=PRINTABLE, description="e.g. C0000123")
 ]
 CampaignId = Annotated[str, Path(min_length=1, max_length=CAMPAIGN_ID_MAX_CHARS, pattern=PRINTABLE)]
+
+
+def as_utc(moment: datetime) -> datetime:
+    """The same instant in UTC, with its zone; a naive time is taken to be UTC already (as stored)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 def download_url(campaign_id: str, fmt: str) -> str:
@@ -44,8 +57,8 @@ class CampaignSummary(StrictModel):
 
     campaign_id: str
     name: str
-    as_of: datetime
-    published_at: datetime
+    as_of: UtcDateTime
+    published_at: UtcDateTime
     horizon_days: int
     n_targets: int
     n_control: int
@@ -79,7 +92,7 @@ class Recommendations(StrictModel):
 
 class Churn(StrictModel):
     customer_id: str
-    as_of: datetime = Field(description="the online store's as-of the score is computed at")
+    as_of: UtcDateTime = Field(description="the online store's as-of the score is computed at")
     horizon_days: int
     p_churn: float = Field(ge=0, le=1, description="P(no purchase within horizon_days of as_of)")
     reasons: list[str] = Field(description="return-model features that move the score most, most first")
@@ -95,7 +108,7 @@ class Reason(StrictModel):
 class ChurnRisk(StrictModel):
     """The served churn score with its reasons in words."""
 
-    as_of: datetime = Field(description="the online store's as-of the score is computed at")
+    as_of: UtcDateTime = Field(description="the online store's as-of the score is computed at")
     horizon_days: int
     p_churn: float = Field(ge=0, le=1, description="P(no purchase within horizon_days of as_of)")
     risk_pct: int = Field(ge=0, le=100, description="p_churn as a rounded percentage")
@@ -129,7 +142,7 @@ class FavouriteCategory(StrictModel):
     category: str
     items: int = Field(description="items bought in the category")
     spend: float = Field(description="EUR (lines with a known price)")
-    last_purchase: datetime | None
+    last_purchase: UtcDateTime | None
 
 
 class ExplainedRecommendation(StrictModel):
@@ -145,7 +158,7 @@ class CampaignEntry(StrictModel):
     """One campaign the customer was logged in: what they got and how they responded."""
 
     campaign_id: str
-    as_of: datetime
+    as_of: UtcDateTime
     action: str = Field(description="contact | hold out — do not contact | not contacted")
     offer: str | None = Field(description="the offer sent (contacts only)")
     churn_risk_pct: int | None = Field(description="P(churn) at the campaign's as-of, %")
@@ -160,7 +173,7 @@ class CustomerProfile(StrictModel):
     """One customer as marketing may see them (no contact details)."""
 
     customer_id: str
-    features_as_of: datetime | None = Field(description="as-of of the online store row; null: none")
+    features_as_of: UtcDateTime | None = Field(description="as-of of the online store row; null: none")
     segment: str | None
     rfm: Rfm | None
     tenure_days: float | None

@@ -1,5 +1,5 @@
-"""The API's deployment settings (tokens, address, model refresh, workers and overload control), read from
-environment variables.
+"""The API's deployment settings (tokens, address, model refresh, workers, overload control and the limit on
+failed token attempts), read from environment variables.
 
 Like `retention.settings`, these are environment settings, not model parameters: they differ per
 deployment and two of them are secrets, so they never go into params.yaml.
@@ -20,6 +20,7 @@ ENV_COMPUTE_BUDGET = "RETENTION_API_COMPUTE_BUDGET_SECONDS"
 ENV_WORKERS = "RETENTION_API_WORKERS"
 ENV_MAX_CONCURRENCY = "RETENTION_API_MAX_CONCURRENCY"
 ENV_REQUEST_TIMEOUT = "RETENTION_API_REQUEST_TIMEOUT_SECONDS"
+ENV_AUTH_FAILURES = "RETENTION_API_AUTH_FAILURES_PER_MINUTE"
 
 DEFAULT_HOST = "127.0.0.1"  # loopback: exposing the API is a deliberate choice (compose sets 0.0.0.0)
 DEFAULT_PORT = 8000
@@ -33,6 +34,9 @@ DEFAULT_WORKERS = 1  # uvicorn worker processes; each loads the champions and ha
 # scheduling hiccup (requests piling up while the process was descheduled) is not refused (8 was).
 DEFAULT_MAX_CONCURRENCY = 32
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 10.0  # a request not answered by then gets 503 and its work is dropped
+# Wrong tokens (API header, cookie or login form) one client may present per minute before it gets 429. A
+# person mistyping a token stays far below; a guesser is slowed to this many tries a minute per worker.
+DEFAULT_AUTH_FAILURES_PER_MINUTE = 10
 MAX_PORT = 65535
 
 
@@ -56,6 +60,10 @@ class ServingSettings:
         events_token: the write token of `POST /events` (None: taken from the secrets file, if any).
         compute_budget_seconds: how long a request may compute a score that is not materialised
             (or is stale) before it answers 503.
+        auth_failures_per_minute: wrong tokens a client (by address) may present within a minute, from
+            `RETENTION_API_AUTH_FAILURES_PER_MINUTE` (default 10); past it every token attempt of that
+            client, right or wrong, is answered 429 with `Retry-After` until its oldest failure is a
+            minute old. Correct tokens never count. Kept per worker process (`workers` multiplies it).
     """
 
     marketing_token: str | None = None
@@ -68,6 +76,7 @@ class ServingSettings:
     request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
     events_token: str | None = None
     compute_budget_seconds: float = DEFAULT_COMPUTE_BUDGET_SECONDS
+    auth_failures_per_minute: int = DEFAULT_AUTH_FAILURES_PER_MINUTE
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ServingSettings:
@@ -75,8 +84,8 @@ class ServingSettings:
 
         Raises:
             ServingSettingsError: a port or refresh interval that is not a (non-negative) number, a
-                worker count or concurrency bound that is not a positive integer, a time budget that is
-                not positive.
+                worker count, concurrency bound or failure limit that is not a positive integer, a time
+                budget that is not positive.
         """
         env = os.environ if environ is None else environ
         return cls(
@@ -90,6 +99,7 @@ class ServingSettings:
             request_timeout_seconds=_positive(env, ENV_REQUEST_TIMEOUT, DEFAULT_REQUEST_TIMEOUT_SECONDS),
             events_token=env.get(ENV_EVENTS_TOKEN) or None,
             compute_budget_seconds=_positive(env, ENV_COMPUTE_BUDGET, DEFAULT_COMPUTE_BUDGET_SECONDS),
+            auth_failures_per_minute=_positive_int(env, ENV_AUTH_FAILURES, DEFAULT_AUTH_FAILURES_PER_MINUTE),
         )
 
 

@@ -5,6 +5,12 @@ Plain HTML from Jinja2 templates, no JavaScript. The login form checks the token
 an HttpOnly, SameSite=Strict cookie (Secure over HTTPS), so the download buttons can link straight
 to the API's export routes. Pages without a valid cookie redirect to the login form.
 
+The login and logout forms accept posts from our own pages only (`serving.security.is_same_origin`:
+the browser's `Origin`, else `Referer`, must name this host; a post with neither is refused), so no
+other site can log a visitor in with its own token or out. For that the pages' Referrer-Policy is
+`same-origin`: under `no-referrer` a browser sends `Origin: null` even on our own form posts. Wrong
+tokens, in the form or in a cookie, count towards the client's limit (`serving.auth.authenticate`).
+
 A campaign page shows the policy (uplift, or the cold-start risk rule) with the summary's
 explanation, contacts and hold-outs, the offer mix, cost, expected extra returns and profit with
 their intervals, the measured lift overall and per offer once the horizon has passed, and the top
@@ -33,9 +39,10 @@ from pipelines.campaigns.store import (
     get_campaign,
     list_campaigns,
 )
-from serving.auth import COOKIE_NAME, GRANTS, Role
+from serving.auth import COOKIE_NAME, GRANTS, Role, TooManyFailures, authenticate, too_many_failures
 from serving.customers import customer_profile
 from serving.schemas import CampaignId, CustomerId, download_url
+from serving.security import is_same_origin
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 COOKIE_MAX_AGE_SECONDS = 8 * 60 * 60  # a working day; then log in again
@@ -71,14 +78,19 @@ SUMMARY_SHOWN = (  # summary keys the page shows in their own place (or from the
     "incremental_returns",
     *SUMMARY_NOTES,
 )
-# Nothing but the page itself: no scripts at all, styles inline, forms post back to us only.
+# Nothing but the page itself: no scripts at all, styles inline, forms post back to us only. Our URLs
+# (campaign and customer ids) go to no other site; our own forms carry their Origin (see the docstring).
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
     "frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+CROSS_ORIGIN = (
+    "This form only accepts posts from this site's own pages (the browser sent no Origin or Referer "
+    "naming this site). Open the login page of this site and try again."
+)
 
 web = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -225,8 +237,20 @@ def _page(
 
 
 def _role(request: Request) -> Role | None:
+    """The role of the login cookie (None: no valid one); 429 for a client with too many wrong tokens."""
     token = request.cookies.get(COOKIE_NAME)
-    return request.app.state.tokens.role_of(token) if token else None
+    if not token:
+        return None
+    try:
+        return authenticate(request, token)
+    except TooManyFailures as error:
+        raise too_many_failures(error) from None
+
+
+def _refused(request: Request, error: str, code: int, headers: dict[str, str] | None = None) -> Response:
+    response = _page(request, "login.html", {"error": error}, code)
+    response.headers.update(headers or {})
+    return response
 
 
 def _to_login() -> RedirectResponse:
@@ -245,12 +269,21 @@ def login_form(request: Request) -> Response:
 
 @web.post("/login", response_class=HTMLResponse)
 def login(request: Request, token: Annotated[str, Form(max_length=512)]) -> Response:
-    """Check the token; on success keep it in the session cookie and go to the campaign list."""
-    role = request.app.state.tokens.role_of(token.strip())
+    """Check the token; on success keep it in the session cookie and go to the campaign list.
+
+    403 for a post from another site (or one that does not say where it comes from), 429 (with
+    `Retry-After`) for a client that has presented too many wrong tokens within the last minute.
+    """
+    if not is_same_origin(request):
+        return _refused(request, CROSS_ORIGIN, status.HTTP_403_FORBIDDEN)
+    try:
+        role = authenticate(request, token.strip())
+    except TooManyFailures as error:
+        wait = {"Retry-After": str(error.retry_after)}
+        message = f"Too many wrong tokens: try again in {error.retry_after} seconds."
+        return _refused(request, message, status.HTTP_429_TOO_MANY_REQUESTS, wait)
     if role is None or Role.MARKETING not in GRANTS[role]:
-        return _page(
-            request, "login.html", {"error": "That token is not valid."}, status.HTTP_401_UNAUTHORIZED
-        )
+        return _refused(request, "That token is not valid.", status.HTTP_401_UNAUTHORIZED)
     response = RedirectResponse(CAMPAIGNS, status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         COOKIE_NAME,
@@ -264,8 +297,11 @@ def login(request: Request, token: Annotated[str, Form(max_length=512)]) -> Resp
     return response
 
 
-@web.post("/logout")
-def logout() -> RedirectResponse:
+@web.post("/logout", response_class=HTMLResponse)
+def logout(request: Request) -> Response:
+    """Forget the session cookie (403 for a post from another site, which must not log anyone out)."""
+    if not is_same_origin(request):
+        return _refused(request, CROSS_ORIGIN, status.HTTP_403_FORBIDDEN)
     response = _to_login()
     response.delete_cookie(COOKIE_NAME, path="/")
     return response

@@ -106,7 +106,8 @@ def run_backtest(
     Returns:
         One report per model, the model first.
     """
-    configure_threads(params.training)
+    # one model at a time, alone in its process: params' concurrent_trainings describes the DAG's workers
+    configure_threads(params.training, concurrent_trainings=1)
     chosen_family = family(request.family)
     chosen_family.check(request)
     fingerprint = log_.fingerprint()

@@ -257,9 +257,9 @@ class CandidateScorer(Protocol):
     def score(self, users: np.ndarray) -> np.ndarray: ...
 
 
-def _seen_cells(index: pd.Index, seen: list[set[str]]) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, columns) of every user's seen candidates, looked up in one call (not one per user:
-    the blend grid ranks the same users hundreds of times)."""
+def item_cells(index: pd.Index, seen: list[set[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, columns) of every user's items among the candidates `index` (others left out), looked up
+    in one call (not one per user: the blend grid ranks the same users hundreds of times)."""
     sizes = [len(items) for items in seen]
     items = [item for user_items in seen for item in user_items]
     rows = np.repeat(np.arange(len(seen)), sizes)
@@ -292,7 +292,7 @@ def recommend(split: RecSplit, model: CandidateScorer, k: int, batch_users: int 
             )
         scores = np.where(np.isfinite(scores), scores, -np.inf)
         if split.exclude_seen:
-            rows, columns = _seen_cells(index, split.seen[start : start + len(users)])
+            rows, columns = item_cells(index, split.seen[start : start + len(users)])
             scores[rows, columns] = -np.inf
         order, taken = top_k(scores, k)
         keep = np.isfinite(taken) | (not split.exclude_seen)

@@ -45,25 +45,29 @@ def available_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def thread_settings(params: TrainerParams, cores: int | None = None) -> ThreadSettings:
+def thread_settings(
+    params: TrainerParams, cores: int | None = None, concurrent_trainings: int | None = None
+) -> ThreadSettings:
     """The settings params.yaml asks for on `cores` cores (default: this process's).
 
     Args:
         params: `threads` (auto or a number), `concurrent_trainings`, `dataloader_workers`.
         cores: the cores to share (tests pass a number).
+        concurrent_trainings: overrides params' where the caller knows better (a backtest trains alone).
 
     Returns:
         intra-op threads = `threads`, or with `auto` cores // concurrent_trainings (at least 1);
         inter-op threads = the same number (only one model runs at a time in a training).
     """
     cores = available_cores() if cores is None else cores
-    threads = max(1, cores // params.concurrent_trainings) if params.threads == "auto" else params.threads
+    sharing = params.concurrent_trainings if concurrent_trainings is None else concurrent_trainings
+    threads = max(1, cores // sharing) if params.threads == "auto" else params.threads
     return ThreadSettings(cores, threads, threads, params.dataloader_workers)
 
 
-def configure_threads(params: TrainerParams) -> ThreadSettings:
+def configure_threads(params: TrainerParams, concurrent_trainings: int | None = None) -> ThreadSettings:
     """Apply `thread_settings` to this process's torch, BLAS and OpenMP pools; call it before any
-    training or scoring.
+    training or scoring (`concurrent_trainings` as there).
 
     torch fixes the inter-op pool at its first parallel operation: later calls keep that pool
     (and say so at debug level) but still set the intra-op threads, which can change any time.
@@ -75,7 +79,7 @@ def configure_threads(params: TrainerParams) -> ThreadSettings:
     import sklearn.utils  # noqa: F401  libraries on import; threadpoolctl limits only loaded ones)
     from threadpoolctl import threadpool_limits
 
-    settings = thread_settings(params)
+    settings = thread_settings(params, concurrent_trainings=concurrent_trainings)
     # numpy/scipy BLAS (the ALS solves) and scikit-learn's OpenMP spin the same way torch's does:
     # ALS took 36 s instead of 5 s with two BLAS threads on a loaded 2-core machine
     threadpool_limits(limits=settings.intra_op)
@@ -91,6 +95,6 @@ def configure_threads(params: TrainerParams) -> ThreadSettings:
         torch.get_num_interop_threads(),
         settings.dataloader_workers,
         settings.cores,
-        params.concurrent_trainings,
+        params.concurrent_trainings if concurrent_trainings is None else concurrent_trainings,
     )
     return settings

@@ -36,6 +36,8 @@ from tests.trained_platform import TrainedPlatform, copy_database
 
 MARKETING_TOKEN = "marketing-test-token-0123456789"
 ADMIN_TOKEN = "admin-test-token-9876543210"
+# What a browser sends with a form post from one of our own pages (TestClient's host is "testserver").
+SAME_ORIGIN = {"Origin": "http://testserver"}
 CAMPAIGN_ID = "winback-2026-04-01"
 EMPTY_CAMPAIGN_ID = "empty-2026-03-01"
 OLD_CAMPAIGN_ID = "winback-2026-02-01"

@@ -24,6 +24,7 @@ from tests.serving.conftest import (
     EMPTY_CAMPAIGN_ID,
     MARKETING_TOKEN,
     OLD_CAMPAIGN_ID,
+    SAME_ORIGIN,
     SUMMARY,
     Served,
     auth,
@@ -88,19 +89,21 @@ def test_the_openapi_schema_is_served_and_documents_bearer_auth(served: Served) 
 
 
 def test_tokens_compare_to_roles_and_never_show_in_repr() -> None:
-    tokens = Tokens(marketing="m" * 20, admin="a" * 20)
+    tokens = Tokens.of(marketing="m" * 20, admin="a" * 20)
     assert tokens.role_of("m" * 20) is Role.MARKETING
     assert tokens.role_of("a" * 20) is Role.ADMIN
     assert tokens.role_of("m" * 19) is None
     assert tokens.role_of("ünïcode") is None
     assert "m" * 20 not in repr(tokens) and "a" * 20 not in repr(tokens)
     with pytest.raises(TokensError, match="differ"):
-        Tokens(marketing="same", admin="same")
+        Tokens.of(marketing="same", admin="same")
     with pytest.raises(TokensError, match="differ"):
-        Tokens(marketing="m" * 20, admin="a" * 20, events="m" * 20)
+        Tokens.of(marketing="m" * 20, admin="a" * 20, events="m" * 20)
+    with pytest.raises(TokensError, match="empty"):
+        Tokens.of(marketing="", admin="a" * 20)
     # the write token is a role of its own; without one, no token is the events role
-    assert Tokens(marketing="m" * 20, admin="a" * 20, events="e" * 20).role_of("e" * 20) is Role.EVENTS
-    assert "e" * 20 not in repr(Tokens(marketing="m" * 20, admin="a" * 20, events="e" * 20))
+    assert Tokens.of(marketing="m" * 20, admin="a" * 20, events="e" * 20).role_of("e" * 20) is Role.EVENTS
+    assert "e" * 20 not in repr(Tokens.of(marketing="m" * 20, admin="a" * 20, events="e" * 20))
 
 
 def test_generated_tokens_are_private_kept_and_overridable(tmp_path: Path) -> None:
@@ -109,26 +112,28 @@ def test_generated_tokens_are_private_kept_and_overridable(tmp_path: Path) -> No
     with pytest.raises(TokensError, match="retention serve"):
         load_tokens(unset, home)
     # when the tokens are generated (twice)
-    path = ensure_tokens(unset, home)
-    first = load_tokens(unset, home)
-    assert ensure_tokens(unset, home) == path == tokens_path(home)
+    generated = ensure_tokens(unset, home)
+    assert generated is not None and set(generated.generated) == set(Role)
+    again = ensure_tokens(unset, home)
+    assert again is not None and again.path == generated.path == tokens_path(home)
+    assert not again.generated and not again.migrated  # shown once only
+    path, first = generated.path, generated.generated
     # then the file is 0600 in a 0700 folder and its tokens stay the same
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
-    assert json.loads(path.read_text()) == {
-        "marketing": first.marketing,
-        "admin": first.admin,
-        "events": first.events,
-    }
-    assert first.events and first.role_of(first.events) is Role.EVENTS
-    assert load_tokens(unset, home).admin == first.admin
+    loaded = load_tokens(unset, home)
+    assert {role: loaded.role_of(token) for role, token in first.items()} == {role: role for role in Role}
     # and an environment token wins over the file's
     overridden = load_tokens(ServingSettings(marketing_token="from-env-token"), home)
-    assert overridden.marketing == "from-env-token" and overridden.admin == first.admin
+    assert overridden.role_of("from-env-token") is Role.MARKETING
+    assert overridden.role_of(first[Role.MARKETING]) is None
+    assert overridden.role_of(first[Role.ADMIN]) is Role.ADMIN
     assert ensure_tokens(ServingSettings(marketing_token="x-token", admin_token="y-token"), home) is None
 
 
-def test_serve_prints_the_tokens_file_never_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_shows_new_tokens_once_and_the_tokens_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import typer
     import uvicorn
 
@@ -139,18 +144,29 @@ def test_serve_prints_the_tokens_file_never_a_token(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append({"app": app, **kwargs}))
     monkeypatch.setenv("RETENTION_API_PORT", "8123")
     monkeypatch.setenv("RETENTION_API_WORKERS", "3")
-    for name in ("RETENTION_API_MARKETING_TOKEN", "RETENTION_API_ADMIN_TOKEN", "RETENTION_API_HOST"):
+    for name in (
+        "RETENTION_API_MARKETING_TOKEN",
+        "RETENTION_API_ADMIN_TOKEN",
+        "RETENTION_API_EVENTS_TOKEN",
+        "RETENTION_API_HOST",
+    ):
         monkeypatch.delenv(name, raising=False)
     cli = typer.Typer()
     cli.command()(serve)
-    # when
+    # when it runs twice
     result = CliRunner().invoke(cli, ["--host", "127.0.0.2"])
-    # then
+    rerun = CliRunner().invoke(cli, ["--host", "127.0.0.2"])
+    # then the first run shows the generated tokens (the file keeps digests only), the second none
     assert result.exit_code == 0, result.output
     home = Path(os.environ["RETENTION_HOME"]).resolve()
-    tokens = json.loads(tokens_path(home).read_text())
-    assert str(tokens_path(home)) in result.output
-    assert tokens["marketing"] not in result.output and tokens["admin"] not in result.output
+    stored = json.loads(tokens_path(home).read_text())
+    assert str(tokens_path(home)) in result.output and str(tokens_path(home)) in rerun.output
+    shown = dict(line.strip().split(" token: ") for line in result.output.splitlines() if " token: " in line)
+    assert set(shown) == {"marketing", "admin", "events"}
+    assert all(token not in json.dumps(stored) for token in shown.values())
+    assert load_tokens(ServingSettings(), home).role_of(shown["admin"]) is Role.ADMIN
+    assert " token: " not in rerun.output
+    calls.pop()
     assert calls == [
         {
             "app": "serving.app:create_app",
@@ -269,9 +285,11 @@ def test_pages_redirect_to_login_and_the_cookie_is_strict(served: Served) -> Non
     client = served.client
     client.cookies.clear()
     assert client.get("/ui/campaigns", follow_redirects=False).headers["location"] == "/ui/login"
-    refused = client.post("/ui/login", data={"token": "wrong"}, follow_redirects=False)
+    refused = client.post("/ui/login", data={"token": "wrong"}, headers=SAME_ORIGIN, follow_redirects=False)
     assert refused.status_code == 401 and "not valid" in refused.text
-    accepted = client.post("/ui/login", data={"token": MARKETING_TOKEN}, follow_redirects=False)
+    accepted = client.post(
+        "/ui/login", data={"token": MARKETING_TOKEN}, headers=SAME_ORIGIN, follow_redirects=False
+    )
     assert accepted.status_code == 303
     cookie = accepted.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
@@ -281,7 +299,7 @@ def test_pages_redirect_to_login_and_the_cookie_is_strict(served: Served) -> Non
     assert "script-src" not in page.headers["content-security-policy"]  # no scripts at all
     assert client.get(f"/ui/campaigns/{CAMPAIGN_ID}").status_code == 200
     assert client.get("/ui/campaigns/nope").status_code == 404
-    client.post("/ui/logout")
+    client.post("/ui/logout", headers=SAME_ORIGIN)
     client.cookies.clear()
 
 
@@ -290,9 +308,10 @@ def logged_in(served: Served):
     """The served client with the marketing login cookie (cleared afterwards)."""
     client = served.client
     client.cookies.clear()
-    assert (
-        client.post("/ui/login", data={"token": MARKETING_TOKEN}, follow_redirects=False).status_code == 303
+    login = client.post(
+        "/ui/login", data={"token": MARKETING_TOKEN}, headers=SAME_ORIGIN, follow_redirects=False
     )
+    assert login.status_code == 303
     yield client
     client.cookies.clear()
 

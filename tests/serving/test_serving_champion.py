@@ -8,6 +8,8 @@ are shared and only read), then `champion` is moved with MlflowClient.
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,36 @@ def test_the_alias_is_reread_only_after_the_refresh_interval(
     registry.delete_registered_model_alias(RETURN, CHAMPION)
     with pytest.raises(NoChampion, match="no champion"):
         models.get("return")
+
+
+def test_past_the_interval_requests_keep_the_old_champion_while_the_new_one_loads(
+    trained_platform: TrainedPlatform, tmp_path: Path
+) -> None:
+    # given a cache with a short refresh interval whose loader blocks on any version but the first
+    uri = private_registry(trained_platform, tmp_path)
+    registry = MlflowClient(tracking_uri=uri)
+    release = threading.Event()
+    loads: list[tuple[str, str]] = []
+
+    def loader(_: str, name: str, version: str) -> str:
+        if loads:
+            release.wait(30)
+        loads.append((name, version))
+        return version
+
+    models = ChampionModels(uri, refresh_seconds=0.05, loader=loader)
+    assert models.get("return").version == "1"
+    # when the champion moves and a request comes past the interval while the new version loads
+    version = register_copy(registry, RETURN, "1")
+    registry.set_registered_model_alias(RETURN, CHAMPION, version)
+    time.sleep(0.1)
+    started = time.monotonic()
+    assert models.get("return").version == "1"
+    assert time.monotonic() - started < 1.0  # the request did not wait on the registry or the load
+    # then the new champion is served once loaded, loaded once
+    release.set()
+    deadline = time.monotonic() + 30
+    while models.get("return").version != version and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert models.get("return").version == version
+    assert loads == [(RETURN, "1"), (RETURN, version)]

@@ -145,7 +145,7 @@ def test_served_churn_equals_the_batch_model_on_the_whole_warehouse(
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["model"] == {"name": "retention-return", "version": "1"}
-        assert pd.Timestamp(body["as_of"]) == pd.Timestamp(as_of)
+        assert pd.Timestamp(body["as_of"]) == pd.Timestamp(as_of, tz="UTC")  # stored naive UTC
         assert body["horizon_days"] == model.horizon_days
         assert body["p_churn"] == pytest.approx(1 - batch.loc[customer, "p_return"], abs=TOLERANCE)
         assert len(body["reasons"]) == model.config.reason_codes

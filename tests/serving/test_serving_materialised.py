@@ -130,7 +130,7 @@ def test_churn_is_served_from_the_materialised_document_and_equals_the_batch_mod
         body = _get(materialised, f"/customers/{customer}/churn").json()
         assert body["p_churn"] == pytest.approx(1 - batch.loc[customer, "p_return"], abs=1e-6)
         assert body["model"] == {"name": "retention-return", "version": "1"}
-        assert pd.Timestamp(body["as_of"]) == pd.Timestamp(as_of)
+        assert pd.Timestamp(body["as_of"]) == pd.Timestamp(as_of, tz="UTC")  # stored naive UTC
     # and what is served is the document (no model runs): a changed document is what the route answers
     customer = ids[0]
     document = materialised.documents.get(CHURN, customer)

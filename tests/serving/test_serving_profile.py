@@ -15,6 +15,7 @@ from tests.serving.conftest import (
     MARKETING_TOKEN,
     OLD_CAMPAIGN_ID,
     OLD_CAMPAIGN_TARGETS,
+    SAME_ORIGIN,
     Served,
     auth,
     customer_ids,
@@ -134,7 +135,7 @@ def test_the_profile_page_renders_every_section(
 ) -> None:
     client = served.client
     client.cookies.clear()
-    client.post("/ui/login", data={"token": MARKETING_TOKEN})
+    client.post("/ui/login", data={"token": MARKETING_TOKEN}, headers=SAME_ORIGIN)
     page = client.get(f"/ui/customers/{in_both_campaigns}")
     client.cookies.clear()
     assert page.status_code == 200

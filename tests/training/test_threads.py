@@ -34,6 +34,13 @@ def test_auto_shares_the_cores_between_concurrent_trainings() -> None:
     assert thread_settings(_params(threads="auto", concurrent_trainings=2), cores=8).intra_op == 4
     assert thread_settings(_params(threads="auto", concurrent_trainings=3), cores=8).inter_op == 2
     assert thread_settings(_params(threads="auto", concurrent_trainings=4), cores=2).intra_op == 1  # never 0
+    # a caller that trains alone (a backtest) takes every core
+    assert (
+        thread_settings(
+            _params(threads="auto", concurrent_trainings=2), cores=8, concurrent_trainings=1
+        ).intra_op
+        == 8
+    )
 
 
 def test_a_number_wins_over_the_core_count() -> None:

@@ -56,6 +56,17 @@ def test_ddp_two_processes_match_one(tmp_path: Path) -> None:
     assert torch.allclose(double.net.weight.data[0], WEIGHTS, atol=0.2)  # the spawned fit's weights came back
 
 
+def test_spawned_ranks_share_the_trainings_threads(tmp_path: Path) -> None:
+    """A spawned worker starts with torch's one thread per core; each rank gets threads // devices instead."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # what configure_threads gave this training
+    try:
+        result = fit(ToyModel(), ToyData(), _params(max_epochs=1, devices=2, strategy="ddp_spawn"), tmp_path)
+    finally:
+        torch.set_num_threads(before)
+    assert result.history[-1]["threads"] == 1.0
+
+
 def test_killed_fit_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     first = fit(ToyModel(), ToyData(), _params(max_epochs=3, patience=10), tmp_path)
     assert first.epochs == 3

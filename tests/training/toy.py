@@ -44,6 +44,8 @@ class ToyModel(pl.LightningModule):
     def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
         loss = self._loss(batch)
         self.log("train_loss", loss, on_epoch=True, on_step=False, sync_dist=True)
+        # the intra-op threads of the process running this step, averaged over the ranks
+        self.log("threads", float(torch.get_num_threads()), on_epoch=True, on_step=False, sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):  # noqa: ANN001, ANN201

@@ -16,6 +16,7 @@ from retention.params import MFParams, Params
 from training.recommender.baselines import Interactions, fallback_rows, interactions
 
 FOLD_IN_BATCH = 1024  # customers solved together by `fold_in` (bounds its B x items x f arrays)
+SOLVE_BATCH = 1024  # rows whose ridge systems `als_half_step` solves in one call (B x f x f floats)
 
 
 def als_half_step(confidence: sparse.csr_matrix, fixed: np.ndarray, regularisation: float) -> np.ndarray:
@@ -32,15 +33,24 @@ def als_half_step(confidence: sparse.csr_matrix, fixed: np.ndarray, regularisati
     factors = fixed.shape[1]
     gram = fixed.T @ fixed + regularisation * np.eye(factors)  # (f, f) shared by every row
     out = np.zeros((confidence.shape[0], factors))
-    for row in range(confidence.shape[0]):
-        start, stop = confidence.indptr[row], confidence.indptr[row + 1]
-        if start == stop:
-            continue  # no interaction: the minimiser is 0
-        items = confidence.indices[start:stop]
-        weights = confidence.data[start:stop]
-        local = fixed[items]  # (n_u, f)
-        system = gram + (local * weights[:, None]).T @ local
-        out[row] = np.linalg.solve(system, local.T @ (1.0 + weights))
+    for start in range(0, confidence.shape[0], SOLVE_BATCH):
+        rows = [
+            row
+            for row in range(start, min(start + SOLVE_BATCH, confidence.shape[0]))
+            if confidence.indptr[row] < confidence.indptr[row + 1]  # no interaction: the minimiser is 0
+        ]
+        if not rows:
+            continue
+        systems = np.empty((len(rows), factors, factors))
+        targets = np.empty((len(rows), factors, 1))
+        for position, row in enumerate(rows):
+            span = slice(confidence.indptr[row], confidence.indptr[row + 1])
+            weights = confidence.data[span]
+            local = fixed[confidence.indices[span]]  # (n_u, f)
+            systems[position] = gram + (local * weights[:, None]).T @ local
+            targets[position, :, 0] = local.T @ (1.0 + weights)
+        # One batched call: the same LAPACK solve of each system as one call per row, less overhead.
+        out[rows] = np.linalg.solve(systems, targets)[..., 0]
     return out
 
 

@@ -158,3 +158,23 @@ def test_a_model_with_every_blend_part_saves_and_loads(tmp_path: Path) -> None:
         model.score(users),
         atol=1e-5,
     )
+
+
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_the_grid_metric_is_the_protocols_ndcg_to_the_last_bit(exclude_seen: bool) -> None:
+    """`GridMetric` is a vectorised copy of `recommend` + `ranking_metrics` for the grid: it must not drift."""
+    from training.protocol import ranking_metrics, recommend
+    from training.recommender.blend import FixedScores, GridMetric
+
+    # given a split and score matrices with many ties (rounded) and missing values, rows shuffled
+    as_of = DAY0 + pd.Timedelta(days=100)
+    split = temporal_split(log_with_a_test_window(as_of), as_of, 7, exclude_seen=exclude_seen)
+    rng = np.random.default_rng(3)
+    users = rng.permutation(np.asarray(split.users, dtype=str))
+    for trial in range(5):
+        scores = np.round(rng.normal(size=(len(users), len(split.candidates))), 1).astype(np.float32)
+        scores[rng.random(scores.shape) < 0.05] = np.nan if trial % 2 else -np.inf
+        # when both compute ndcg@10
+        expected = ranking_metrics(split, recommend(split, FixedScores(users, scores), 10), [10])["ndcg@10"]
+        # then they agree exactly
+        assert GridMetric(split, users, 10)(scores) == expected

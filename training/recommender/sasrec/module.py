@@ -56,8 +56,11 @@ class SASRecModule(pl.LightningModule):
         targets = targets[has_target]  # (M, K)
         valid = targets != PAD
         if self.hparams["softmax"] == "full":
-            log_probs = F.log_softmax(self.net.scores(hidden), dim=-1)  # (M, n_items + 1)
-            return -log_probs.gather(1, targets)[valid].mean()
+            # Items 1..n only: the padding column would score -inf (`net.scores`), adding nothing to
+            # the softmax but a masked copy of the (M, n_items + 1) logits and of their gradient.
+            logits = hidden @ self.net.item_vectors()[1:].T  # (M, n_items), column j = item j + 1
+            log_probs = F.log_softmax(logits, dim=-1)
+            return -log_probs.gather(1, (targets - 1).clamp(min=0))[valid].mean()
         vectors = self.net.item_vectors()
         negatives = torch.randint(1, vectors.shape[0], (self.hparams["negatives"],), device=targets.device)
         negative = hidden @ vectors[negatives].T  # (M, negatives)
@@ -76,7 +79,7 @@ class SASRecModule(pl.LightningModule):
 
     def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
         inputs, targets = batch  # (B, T), (B,): each sequence's held-out last item
-        logits = self.net.scores(self.net(inputs)[:, -1])  # (B, n_items + 1)
+        logits = self.net.scores(self.net.last_state(inputs))  # (B, n_items + 1)
         loss = F.cross_entropy(logits, targets)
         rank = (logits > logits.gather(1, targets.unsqueeze(1))).sum(1)  # 0 = ranked first
         ndcg = torch.where(

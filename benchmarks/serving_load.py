@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the platform builder lives with the tests (tests/trained_platform.py)
 
 from api_server import free_port, start_uvicorn  # noqa: E402  (benchmarks/, the script's folder)
+from report import write_report  # noqa: E402
 
 from retention.db import create_db_engine  # noqa: E402
 from serving.settings import (  # noqa: E402
@@ -389,12 +390,7 @@ def main() -> None:
         "runs": runs,
     }
     report["targets"] = targets(runs)
-    results = RESULTS if args.seconds >= COMMITTED_SECONDS else DEV_RESULTS
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    results.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
-    print(f"written: {results.with_suffix('.json')}, {results.with_suffix('.md')}")
+    write_report(RESULTS if args.seconds >= COMMITTED_SECONDS else DEV_RESULTS, report, markdown(report))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from report import write_report  # benchmarks/, the script's folder
 
 if TYPE_CHECKING:
     from retention.params import Params
@@ -331,12 +332,7 @@ def main() -> None:
         },
         "total_seconds": round(time.perf_counter() - clock, 1),
     }
-    results = RESULTS if committed else DEV_RESULTS
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    results.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
-    print(f"written: {results.with_suffix('.json')}, {results.with_suffix('.md')}")
+    write_report(RESULTS if committed else DEV_RESULTS, report, markdown(report))
 
 
 if __name__ == "__main__":

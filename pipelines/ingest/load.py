@@ -386,7 +386,7 @@ def store_event_rows(
     products = sorted({str(row["product_id"]) for row in rows})
     insert = _insert_ignoring_stored(engine)
     with engine.begin() as connection:
-        stored = set(connection.execute(select(Event.event_id).where(Event.event_id.in_(ids))).scalars())
+        stored = _stored_keys(connection, Event.event_id, ids)
         known = {
             "customers": _stored_keys(connection, Customer.customer_id, customers),
             "products": _stored_keys(connection, Product.product_id, products),

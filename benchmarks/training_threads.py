@@ -5,8 +5,10 @@ the return model's network (`ReturnModule` through the shared Trainer, `training
 a fixed synthetic set of CDNOW-sized examples for a fixed number of epochs, in its own process:
 
 - `default`: torch's own thread count (one intra-op thread per core, in every process);
-- `configured`: `training.threads.configure_threads` with params.yaml `training:` (threads: auto,
-  concurrent_trainings: 2 -> cores / 2 threads each).
+- `configured`: each training holds a `training.threads.training_slot` in one shared folder and calls
+  `configure_threads` with params.yaml `training:` (threads: auto, concurrent_trainings: auto: a
+  training alone takes every core; two started together share them, `ShareThreads` following the
+  count during the fit).
 
 For each it times one training alone, then two started together, and reports the ratio (parallel
 wall time of the slower one / alone). The issue's target: at most 2.5 with the settings. Results
@@ -18,6 +20,7 @@ Usage: python benchmarks/training_threads.py [--rows 20000] [--epochs 2] [--repe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -27,25 +30,33 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "training_threads.json"
 MODES = ("default", "configured")
 
 
-def one_training(mode: str, rows: int, epochs: int, queue: mp.Queue) -> None:
+def one_training(mode: str, rows: int, epochs: int, slots_home: str, queue: mp.Queue) -> None:
     """Train the return network for `epochs` on `rows` synthetic examples; put (wall, cpu, threads)."""
+    from retention.params import load_params
+    from training.threads import configure_threads, training_slot
+
+    params = load_params(ROOT / "params.yaml")
+    with contextlib.ExitStack() as stack:
+        if mode == "configured":
+            stack.enter_context(training_slot(Path(slots_home)))
+            configure_threads(params.training)
+        _train(params, rows, epochs, queue)
+
+
+def _train(params: Any, rows: int, epochs: int, queue: mp.Queue) -> None:
     import numpy as np
     import torch
 
-    from retention.params import load_params
     from training.churn.model import ReturnDataModule, ReturnModule, ReturnNetwork
-    from training.threads import configure_threads
     from training.trainer import fit
 
-    params = load_params(ROOT / "params.yaml")
-    if mode == "configured":
-        configure_threads(params.training)
     rng = np.random.default_rng(0)
     length, n_features = params.return_.sequence_length, 60
 
@@ -74,14 +85,16 @@ def run(mode: str, copies: int, rows: int, epochs: int) -> list[tuple[float, flo
     """`copies` trainings started together (spawned: each process starts torch afresh)."""
     context = mp.get_context("spawn")
     queue = context.Queue()
-    processes = [
-        context.Process(target=one_training, args=(mode, rows, epochs, queue)) for _ in range(copies)
-    ]
-    for process in processes:
-        process.start()
-    results = [queue.get() for _ in processes]
-    for process in processes:
-        process.join()
+    with tempfile.TemporaryDirectory() as slots_home:
+        processes = [
+            context.Process(target=one_training, args=(mode, rows, epochs, slots_home, queue))
+            for _ in range(copies)
+        ]
+        for process in processes:
+            process.start()
+        results = [queue.get() for _ in processes]
+        for process in processes:
+            process.join()
     return results
 
 

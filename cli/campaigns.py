@@ -26,6 +26,8 @@ def run(
     """Build, validate and publish the campaign as of a date (what the weekly DAG runs)."""
     from pipelines.campaigns.run import CampaignRejected, run_campaign
     from pipelines.campaigns.score import CampaignError
+    from retention.paths import resolved_paths
+    from retention.settings import Settings
 
     try:
         published = run_campaign(as_of)
@@ -35,7 +37,7 @@ def run(
     typer.echo(
         f"{published['campaign_id']}: {published['policy']} policy; {published['n_targets']:,} listed "
         f"({published['n_control']:,} held out); offers {summary.get('offer_mix', {})}; "
-        f"exports: {published['exports'].get('csv')}"
+        f"exports: {resolved_paths(Settings.from_env().home, published['exports']).get('csv')}"
     )
     if summary.get("policy_reason"):
         typer.echo(f"  why: {summary['policy_reason']}")
@@ -82,14 +84,16 @@ def list_() -> None:
 def show(campaign_id: Annotated[str, typer.Argument(help="e.g. winback-2026-05-04")]) -> None:
     """One campaign's details (JSON): size, segments, funnel, model versions, lift, exports."""
     from pipelines.campaigns.store import CampaignNotFound, get_campaign
+    from retention.paths import resolved_paths
 
-    _, _, engine = open_context()
+    settings, _, engine = open_context()
     try:
         campaign = get_campaign(engine, campaign_id)
     except CampaignNotFound as error:
         fail(str(error))
     finally:
         engine.dispose()
+    campaign["exports"] = resolved_paths(settings.home, campaign["exports"] or {})
     typer.echo(json.dumps(campaign, indent=2, default=str))
 
 

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from sqlalchemy import Engine
+from typer.core import TyperGroup
 
+from retention.context import SchemaBehind
+from retention.db.engine import DatabaseUnavailable
 from retention.params import Params, ParamsError, load_params
 from retention.settings import Settings
+
+# A platform database that is missing, unreachable, unparsable or behind the code's schema: one line, exit 2
+DATABASE_ERRORS = (DatabaseUnavailable, SchemaBehind)
 
 
 def fail(message: str) -> NoReturn:
     """Print `error: message` to stderr and exit with code 2 (bad input or a refused operation)."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
+
+
+class RetentionGroup(TyperGroup):
+    """The root command: whichever subcommand (or pipeline it calls) meets `DATABASE_ERRORS` ends
+    with their one line and exit code 2, not a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own (vendored) click.Context
+        try:
+            return super().invoke(ctx)
+        except DATABASE_ERRORS as error:
+            fail(str(error))
 
 
 def load_context() -> tuple[Settings, Params]:
@@ -27,12 +44,12 @@ def load_context() -> tuple[Settings, Params]:
 
 
 def open_engine(settings: Settings) -> Engine:
-    """The platform database; one that is behind the code's schema exits with 2 and says so."""
-    from retention.context import SchemaBehind, open_platform_engine
+    """The platform database; one that is missing, unreachable or behind the code's schema exits with 2."""
+    from retention.context import open_platform_engine
 
     try:
         return open_platform_engine(settings)
-    except SchemaBehind as error:
+    except DATABASE_ERRORS as error:
         fail(str(error))
 
 

@@ -12,7 +12,8 @@ from typing import Annotated
 import typer
 
 from cli.campaigns import app as campaigns_app
-from cli.context import fail, load_context, open_engine
+from cli.context import RetentionGroup, fail, load_context, open_engine
+from cli.customers import app as customers_app
 from cli.features import app as features_app
 from cli.models import app as models_app
 from cli.sentiment import app as sentiment_app
@@ -21,6 +22,7 @@ from cli.training import backtest, train
 from pipelines.main_job import format_counts, simulated_line
 
 app = typer.Typer(
+    cls=RetentionGroup,  # a missing or unreachable database: one line, exit 2
     help="MLOps platform for e-commerce customer retention.",
     no_args_is_help=True,
     add_completion=False,
@@ -45,9 +47,11 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
 @app.command()
 def init() -> None:
     """Create or migrate the platform database to the newest schema (the only command that migrates)."""
+    from retention.db.engine import require_database
     from retention.db.migrate import current_revision, upgrade
 
     settings, _ = load_context()
+    require_database(settings.database_url, create=True)  # a bad URL or a server that is down: one line
     upgrade(settings.database_url)
     typer.echo(f"database at revision {current_revision(settings.database_url)}")
 
@@ -287,12 +291,14 @@ def run(
     from pipelines.main_job import DATASETS, MainJobError, render, run_main_job
     from pipelines.simulate.run import SimulatorError
     from retention.contract import ContractError
+    from retention.db.engine import require_database
 
     if dataset != "simulated" and dataset not in DATASETS:
         fail(f"--dataset must be one of: simulated, {', '.join(DATASETS)} (got '{dataset}')")
     if dataset != "simulated" and data_path is None:
         fail(f"--dataset {dataset} needs --data-path (see README: Real datasets)")
     settings, params = load_context()
+    require_database(settings.database_url, create=True)  # a bad URL or a server that is down: one line
     try:
         report = run_main_job(settings, params, dataset, data_path, typer.echo)
     except (MainJobError, IngestError, ContractError, SimulatorError) as error:
@@ -307,6 +313,7 @@ app.add_typer(sentiment_app, name="sentiment")
 app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
 app.add_typer(campaigns_app, name="campaigns")
+app.add_typer(customers_app, name="customers")
 
 
 if __name__ == "__main__":

@@ -56,11 +56,13 @@ def serve(
     """
     import uvicorn
 
+    from retention.context import require_current_schema
     from retention.settings import Settings
     from serving.auth import ensure_tokens
 
     serving = _defaults()
     settings = Settings.from_env()
+    require_current_schema(settings)  # a missing or unreachable database: one line before any worker starts
     tokens_file = ensure_tokens(serving, settings.home)
     if tokens_file is not None:
         _show_once(tokens_file)

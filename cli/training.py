@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from training.train import TrainResult
 
 DATE_FORMATS = ["%Y-%m-%d"]
+SIGTERM_EXIT = 143  # 128 + SIGTERM: the shell's status of a terminated process, never a success
 FAMILY_HELP = "The model family: " + " | ".join(FAMILY_NAMES)
 
 
@@ -40,17 +41,27 @@ def train(
         ),
     ] = None,
 ) -> None:
-    """Train a model, evaluate it on the latest data, track it in MLflow and register a new version."""
+    """Train a model, evaluate it on the latest data, track it in MLflow and register a new version.
+
+    SIGTERM stops the training at the end of the current epoch, keeps its checkpoints under
+    RETENTION_HOME and exits with 143; the same command then resumes it (finished networks are
+    loaded, not trained again).
+    """
     from feature_store.events import SOURCES, EventLogError
     from training.protocol import ProtocolError
     from training.train import train_model
+    from training.trainer import TrainingInterrupted, stop_on_sigterm, stop_requested
 
     _check_family(model)
     if source not in SOURCES:
         fail(f"--source must be one of: {', '.join(SOURCES)} (got '{source}')")
     settings, params, engine = open_context()
     try:
-        result = train_model(engine, settings, params, model, as_of, SOURCES[source])
+        with stop_on_sigterm():
+            result = train_model(engine, settings, params, model, as_of, SOURCES[source])
+    except TrainingInterrupted as error:
+        typer.secho(f"interrupted: {error}; run the same command to resume", err=True)
+        raise typer.Exit(code=SIGTERM_EXIT) from None
     except (EventLogError, ProtocolError) as error:
         fail(str(error))
     finally:
@@ -60,6 +71,8 @@ def train(
     typer.echo(f"outputs in {result.folder}")
     if report_dir:
         write_report(result, report_dir)
+    if stop_requested():  # SIGTERM came after the last fit: the work is saved, but it was asked to stop
+        raise typer.Exit(code=SIGTERM_EXIT)
 
 
 def write_report(result: TrainResult, report_dir: Path) -> None:

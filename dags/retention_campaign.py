@@ -17,6 +17,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, dag, task
 
+from pipelines.operations import task_defaults
 from retention.params import load_params
 from retention.settings import DEFAULT_PARAMS
 
@@ -33,7 +34,7 @@ HISTORY_START = pendulum.datetime(1990, 1, 1, tz="UTC")
     start_date=HISTORY_START,
     catchup=False,
     max_active_runs=1,  # cooldowns read the campaigns published before
-    default_args={"retries": 0},  # a rejected list must not be retried blindly
+    default_args=task_defaults(),  # a rejected list fails at once (AirflowFailException)
     tags=["retention", "campaigns"],
     doc_md=__doc__,
 )
@@ -51,7 +52,7 @@ def retention_campaign() -> None:
         except CampaignError as error:  # stale data or no champion: retrying will not help
             raise AirflowFailException(str(error)) from error
 
-    @task(retries=1)  # a shard only reads and writes its own part: safe to retry (a lost worker)
+    @task  # a shard only reads and writes its own part: safe to retry (a lost worker)
     def score_shard(shard: dict) -> str:
         from pathlib import Path
 

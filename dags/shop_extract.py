@@ -24,6 +24,8 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from pipelines.operations import task_defaults
+
 WAREHOUSE = Asset("retention://warehouse")
 FEATURES = Asset("retention://features/online")
 
@@ -37,7 +39,7 @@ HISTORY_START = pendulum.datetime(1990, 1, 1, tz="UTC")
     start_date=HISTORY_START,
     catchup=False,
     max_active_runs=1,  # intervals publish in order: the volume check reads earlier batches
-    default_args={"retries": 0},  # a rejected batch must not be retried blindly
+    default_args=task_defaults(),  # a rejected batch fails at once (AirflowFailException)
     tags=["retention", "warehouse", "features"],
     doc_md=__doc__,
     params={

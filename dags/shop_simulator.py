@@ -10,6 +10,8 @@ import pendulum
 from airflow.sdk import dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from pipelines.operations import task_defaults
+
 
 @dag(
     # Data intervals of one whole day (Airflow 3's plain cron schedules have zero-length intervals).
@@ -17,6 +19,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),  # = params.yaml simulate.start
     catchup=False,
     max_active_runs=1,
+    default_args=task_defaults(),
     tags=["retention", "source"],
     doc_md=__doc__,
 )

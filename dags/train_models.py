@@ -18,6 +18,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, dag, task
 
+from pipelines.operations import task_defaults
 from training.families import FAMILY_NAMES
 
 FEATURES = Asset("retention://features/online")
@@ -40,7 +41,7 @@ def model_asset(family: str) -> Asset:
     start_date=HISTORY_START,
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1},  # a killed training resumes from its last checkpoint
+    default_args=task_defaults("training"),  # a killed training resumes from its last checkpoint
     tags=["retention", "training"],
     doc_md=__doc__,
 )

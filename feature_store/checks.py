@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 from feature_store.offline import features_at
 from feature_store.suites import SUITE_NAME, suite_parameters, validation_frame
 from retention.params import FeatureParams
-from retention.quality import QualityService
+from retention.quality import QualityService, data_docs_file
 
 
 class FeatureValidationError(RuntimeError):
@@ -42,6 +42,6 @@ def checked_features(
         failed = "\n  ".join(f"{o.name}: {o.detail}" for o in report.failed)
         raise FeatureValidationError(
             f"features as of {as_of} failed {len(report.failed)} critical expectation(s); nothing "
-            f"written:\n  {failed}\nGX Data Docs: {report.docs_url}"
+            f"written:\n  {failed}\nGX Data Docs: {data_docs_file(quality.runtime_dir, report.docs_url)}"
         )
     return features

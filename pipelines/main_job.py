@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select
 
+from pipelines.airflow_config import write_airflow_config
 from retention.params import Params
+from retention.paths import resolved_paths
 from retention.settings import (
     ENV_AIRFLOW_HOME,
     ENV_DATABASE_URL,
@@ -68,7 +70,11 @@ class MainJobReport:
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
-    """The environment of the Airflow CLI: the project's DAGs, metadata under AIRFLOW_HOME, the same settings."""
+    """The environment of the Airflow CLI: the project's DAGs, metadata under AIRFLOW_HOME, the same settings.
+
+    Paths are set here or derived by Airflow from AIRFLOW_HOME, never kept in `airflow.cfg`
+    (`pipelines.airflow_config`), so a moved RETENTION_HOME takes its Airflow state along.
+    """
     return {
         **os.environ,
         ENV_HOME: str(settings.home),
@@ -90,6 +96,7 @@ def run_airflow(args: list[str], settings: Settings, log_name: str) -> None:
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     target = logs / f"{log_name}.log"
+    write_airflow_config(settings.airflow_home)  # before Airflow writes its own, full of absolute paths
     airflow = Path(sys.executable).parent / "airflow"
     with target.open("w") as out:
         result = subprocess.run(
@@ -213,7 +220,7 @@ def render(report: MainJobReport, settings: Settings) -> str:
         summary = c.get("summary") or {}
         lines.append(
             f"campaign {c['campaign_id']}: {c['n_targets']:,} listed ({c['n_control']:,} held out, "
-            f"{c['control_share']:.1%}); export: {c['exports'].get('csv')}"
+            f"{c['control_share']:.1%}); export: {resolved_paths(settings.home, c['exports']).get('csv')}"
         )
         if summary:
             lines.append(

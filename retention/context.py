@@ -12,9 +12,10 @@ from contextlib import contextmanager
 
 from sqlalchemy import Engine
 
-from retention.db.engine import create_db_engine
+from retention.db.engine import create_db_engine, require_database
 from retention.db.migrate import current_revision, head_revision
 from retention.params import Params, load_params
+from retention.paths import adopt_home
 from retention.settings import Settings, redact_url
 
 
@@ -23,7 +24,9 @@ class SchemaBehind(RuntimeError):
 
 
 def require_current_schema(settings: Settings) -> None:
-    """Raise SchemaBehind unless the database is migrated to the code's newest revision."""
+    """Raise SchemaBehind unless the database is migrated to the code's newest revision (and
+    DatabaseUnavailable, creating nothing, when there is no database to look at)."""
+    require_database(settings.database_url)
     at, wanted = current_revision(settings.database_url), head_revision()
     if at != wanted:
         found = f"revision {at}" if at else "no platform schema"
@@ -36,6 +39,7 @@ def require_current_schema(settings: Settings) -> None:
 def open_platform_engine(settings: Settings) -> Engine:
     """The platform database, checked to be at the code's schema (raises SchemaBehind)."""
     require_current_schema(settings)
+    adopt_home(settings)  # a moved or copied RETENTION_HOME: MLflow's stored artifact URIs follow it
     return create_db_engine(settings.database_url)
 
 

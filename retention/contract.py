@@ -7,12 +7,17 @@ the column, the offending row numbers and the reason, so one run tells the user 
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import Column, String
+
+from retention.db.models import Customer, Event, Product
 
 if TYPE_CHECKING:
     from pandas._typing import ScalarOrNA
@@ -66,6 +71,49 @@ REVIEW_COLUMNS = {
 }
 
 
+def _max_chars(column: Column[str] | Column[str | None]) -> int:
+    """The length limit of a String column: the schema says what fits."""
+    length = column.type.length if isinstance(column.type, String) else None
+    assert length is not None, f"{column} has no length"
+    return length
+
+
+ID_MAX_CHARS = _max_chars(Event.__table__.c.event_id)  # every id column; the API refuses longer ids too
+CATEGORY_MAX_CHARS = _max_chars(Product.__table__.c.category)
+TITLE_MAX_CHARS = _max_chars(Product.__table__.c.title)
+EMAIL_MAX_CHARS = _max_chars(Customer.__table__.c.email)
+INTEGER_MAX = 2**31 - 1  # the schema's INTEGER columns (quantity, rating)
+# Characters no id may hold: Unicode control (Cc), format and zero-width (Cf), line and paragraph
+# separators (Zl, Zp); two ids differing only by one look the same to a person. Written as literal
+# characters so that Python's `re` and pyarrow's RE2 (pandas' string columns) read the class alike.
+_INVISIBLE_RANGES = (
+    (0x00, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x600, 0x605), (0x61C, 0x61C), (0x6DD, 0x6DD),
+    (0x70F, 0x70F), (0x890, 0x891), (0x8E2, 0x8E2), (0x180E, 0x180E), (0x200B, 0x200F),
+    (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F), (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x1343F), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
+)  # fmt: skip
+INVISIBLE = "[" + "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in _INVISIBLE_RANGES) + "]"
+# Free text keeps tabs and line breaks but no other control character (PostgreSQL refuses NUL).
+TEXT_CONTROL = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+FORMULA_START = "^[=+@-]"  # a spreadsheet runs a cell starting with one of these (CSV injection)
+# The WHATWG "valid e-mail address" (HTML's <input type=email>), with a dotted domain required.
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL = f"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_LABEL}(?:\\.{_LABEL})+$"
+# ISO 3166-1 alpha-2: the officially assigned codes
+_COUNTRIES = """AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS
+    BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG
+    EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR
+    HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR
+    LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG
+    NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE
+    SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA
+    UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW"""
+COUNTRY_CODES = frozenset(_COUNTRIES.split())
+_INVISIBLE_RE = re.compile(INVISIBLE)
+_FORMULA_RE = re.compile(FORMULA_START)
+
+
 class ContractError(ValueError):
     """Input that breaks the contract; `problems` lists each one, fully described."""
 
@@ -73,6 +121,24 @@ class ContractError(ValueError):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"input rejected, nothing was loaded ({len(problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the contract accepts as plausible (params.yaml `ingest.plausible`).
+
+    Attributes:
+        earliest: the earliest date/time accepted (naive UTC).
+        latest: the latest date/time accepted (naive UTC): now plus a little slack.
+        max_text_chars: the longest free text (product description, review text).
+    """
+
+    earliest: datetime
+    latest: datetime
+    max_text_chars: int
+
+    def range_text(self) -> str:
+        return f"allowed {self.earliest:%Y-%m-%d} to {self.latest:%Y-%m-%d %H:%M} UTC"
 
 
 @dataclass
@@ -84,6 +150,7 @@ class Checker:
         first_row: number of the first data row (2 for a CSV with a header line, 1 otherwise).
         row_word: "line" for text files, "row" for Parquet.
         max_rows: row numbers quoted per problem.
+        limits: plausible dates and text sizes.
     """
 
     source: str
@@ -91,16 +158,23 @@ class Checker:
     row_word: str = "line"
     max_rows: int = 5
     problems: list[str] = field(default_factory=list)
+    limits: Limits = field(kw_only=True)
 
-    def fail(self, column: str | None, mask: np.ndarray, values: pd.Series, reason: str) -> None:
-        """Record a problem for the rows where `mask` is true (no-op if none)."""
+    def fail(
+        self, column: str | None, mask: np.ndarray, values: pd.Series, reason: str, show: bool = True
+    ) -> None:
+        """Record a problem for the rows where `mask` is true (no-op if none).
+
+        `show=False` leaves the values out of the message (personal data such as e-mail addresses
+        must not reach logs or the load log).
+        """
         positions = np.flatnonzero(mask)
         if positions.size == 0:
             return
         shown = positions[: self.max_rows]
         numbers = ", ".join(str(p + self.first_row) for p in shown)
         more = f" and {positions.size - shown.size} more" if positions.size > shown.size else ""
-        examples = ", ".join(_shown(values.iloc[p]) for p in shown[:3])
+        examples = ", ".join(_shown(values.iloc[p]) for p in shown[:3]) if show else "values not shown"
         where = f"column '{column}'" if column else "rows"
         plural = "s" if positions.size > 1 else ""
         self.problems.append(
@@ -118,13 +192,26 @@ class Checker:
         return not missing
 
 
+SHOWN_CHARS = 40  # a quoted value is cut here: a 5 MB field must not make a 5 MB message
+
+
 def _shown(value: ScalarOrNA) -> str:
-    return "an empty value" if pd.isna(value) else repr(str(value))
+    if pd.isna(value):
+        return "an empty value"
+    text = str(value)
+    if len(text) <= SHOWN_CHARS:
+        return repr(text)
+    return f"{text[:SHOWN_CHARS]!r}... ({len(text):,} characters)"
 
 
 def _text(series: pd.Series) -> pd.Series:
     """Strings with surrounding blanks removed; missing values stay missing."""
     return series.astype("string").str.strip().replace({"": pd.NA})
+
+
+def _flag(mask: pd.Series) -> np.ndarray:
+    """A boolean mask of a nullable result: missing means "no problem here"."""
+    return mask.fillna(False).to_numpy(dtype=bool)
 
 
 def timestamps(
@@ -148,7 +235,14 @@ def timestamps(
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     check.fail(column, (parsed.isna() & raw.notna()).to_numpy(), raw, "unparsable date/time")
     check.fail(column, raw.isna().to_numpy(), raw, "missing value")
+    _plausible_dates(check, column, parsed, raw)
     return parsed.astype("datetime64[us]")
+
+
+def _plausible_dates(check: Checker, column: str, parsed: pd.Series, raw: pd.Series) -> None:
+    limits = check.limits
+    outside = (parsed < limits.earliest) | (parsed > limits.latest)
+    check.fail(column, _flag(outside), raw, f"implausible date ({limits.range_text()})")
 
 
 def numbers(check: Checker, frame: pd.DataFrame, column: str, integer: bool, minimum: float) -> pd.Series:
@@ -160,15 +254,50 @@ def numbers(check: Checker, frame: pd.DataFrame, column: str, integer: bool, min
     bad = present & values.isna()
     kind = "an integer" if integer else "a number"
     check.fail(column, bad.to_numpy(), raw, f"not {kind}")
+    infinite = values.abs() == np.inf  # "inf", "1e309": finite numbers only
+    check.fail(column, _flag(infinite), raw, "not a finite number")
     if integer:
-        check.fail(column, (values.notna() & (values % 1 != 0)).to_numpy(), raw, "not an integer")
-    check.fail(column, (values < minimum).fillna(False).to_numpy(), raw, f"must be >= {minimum:g}")
+        check.fail(column, _flag(values.notna() & ~infinite & (values % 1 != 0)), raw, "not an integer")
+        check.fail(column, _flag(~infinite & (values > INTEGER_MAX)), raw, f"must be <= {INTEGER_MAX}")
+    check.fail(column, _flag(values < minimum), raw, f"must be >= {minimum:g}")
     return values
 
 
 def _keys(check: Checker, frame: pd.DataFrame, column: str) -> pd.Series:
-    values = _text(frame[column])
+    values = _ids(check, frame, column)
     check.fail(column, values.isna().to_numpy(), frame[column], "empty key")
+    return values
+
+
+def _ids(check: Checker, frame: pd.DataFrame, column: str) -> pd.Series:
+    """An id column, stripped: at most ID_MAX_CHARS, Unicode NFC, nothing invisible, no formula."""
+    raw = frame[column]
+    values = _text(raw)
+    check.fail(
+        column, _flag(values.str.len() > ID_MAX_CHARS), raw, f"id longer than {ID_MAX_CHARS} characters"
+    )
+    invisible = values.str.contains(INVISIBLE, regex=True)
+    check.fail(column, _flag(invisible), raw, "id holds a control or zero-width character")
+    check.fail(
+        column,
+        _flag(values.str.contains(FORMULA_START, regex=True)),
+        raw,
+        "id starts with =, +, - or @ (a spreadsheet would run it as a formula)",
+    )
+    # Only non-ASCII values can be unnormalised; NFC of the rest would cost time for nothing.
+    wide = values.str.contains("[^\\x00-\\x7f]", regex=True).fillna(False)
+    if wide.any():
+        unnormalised = values.where(wide).str.normalize("NFC") != values.where(wide)
+        check.fail(column, _flag(unnormalised & ~invisible), raw, "id not in Unicode NFC form")
+    return values
+
+
+def _free_text(check: Checker, frame: pd.DataFrame, column: str, max_chars: int) -> pd.Series:
+    """A text column, stripped: at most `max_chars`, no control character but tabs and line breaks."""
+    raw = frame[column]
+    values = _text(raw)
+    check.fail(column, _flag(values.str.len() > max_chars), raw, f"longer than {max_chars:,} characters")
+    check.fail(column, _flag(values.str.contains(TEXT_CONTROL, regex=True)), raw, "holds a control character")
     return values
 
 
@@ -191,7 +320,7 @@ def validate_events(check: Checker, frame: pd.DataFrame, default_event_type: str
         out["event_type"] = default_event_type
     out["quantity"] = numbers(check, frame, "quantity", True, 1).fillna(1) if "quantity" in frame else 1
     out["price"] = numbers(check, frame, "price", False, 0) if "price" in frame else np.nan
-    out["order_id"] = _text(frame["order_id"]) if "order_id" in frame else pd.NA
+    out["order_id"] = _ids(check, frame, "order_id") if "order_id" in frame else pd.NA
     return out
 
 
@@ -201,8 +330,13 @@ def validate_products(check: Checker, frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     out = pd.DataFrame({"product_id": _keys(check, frame, "item_id")})
     _no_duplicate_keys(check, out, "product_id", "item_id")
-    for column in ("category", "title", "description"):
-        out[column] = _text(frame[column]) if column in frame else pd.NA
+    sizes = {
+        "category": CATEGORY_MAX_CHARS,
+        "title": TITLE_MAX_CHARS,
+        "description": check.limits.max_text_chars,
+    }
+    for column, max_chars in sizes.items():
+        out[column] = _free_text(check, frame, column, max_chars) if column in frame else pd.NA
     out["price"] = numbers(check, frame, "price", False, 0) if "price" in frame else np.nan
     out["active"] = _booleans(check, frame, "active", default=True)
     return out
@@ -223,20 +357,33 @@ def validate_customers(check: Checker, frame: pd.DataFrame) -> pd.DataFrame:
             frame["signup_date"],
             "unparsable date",
         )
+        _plausible_dates(check, "signup_date", parsed, frame["signup_date"])
         out["signup_date"] = parsed.dt.normalize()
     country = (
         _text(frame["country"]).str.upper() if "country" in frame else pd.Series(pd.NA, index=frame.index)
     )
     check.fail(
         "country",
-        (country.notna() & (country.str.len() != 2)).to_numpy(),
+        _flag(country.notna() & ~country.isin(COUNTRY_CODES)),
         frame.get("country", country),
-        "not a two-letter ISO country code",
+        "not an ISO 3166-1 two-letter country code",
     )
     out["country"] = country
     out["marketing_consent"] = _booleans(check, frame, "marketing_consent", default=False)
-    out["email"] = _text(frame["email"]) if "email" in frame else pd.NA
+    out["email"] = _emails(check, frame) if "email" in frame else pd.NA
     return out
+
+
+def _emails(check: Checker, frame: pd.DataFrame) -> pd.Series:
+    """E-mail addresses, checked without quoting them: an address is personal data."""
+    values = _text(frame["email"])
+    invalid = (
+        ~values.str.fullmatch(EMAIL)
+        | (values.str.len() > EMAIL_MAX_CHARS)
+        | values.str.contains(FORMULA_START, regex=True)
+    )
+    check.fail("email", _flag(invalid), frame["email"], "not a valid e-mail address", show=False)
+    return values
 
 
 def validate_reviews(check: Checker, frame: pd.DataFrame) -> pd.DataFrame:
@@ -254,7 +401,7 @@ def validate_reviews(check: Checker, frame: pd.DataFrame) -> pd.DataFrame:
     check.fail("rating", (rating > 5).fillna(False).to_numpy(), frame["rating"], "must be between 1 and 5")
     check.fail("rating", frame["rating"].isna().to_numpy(), frame["rating"], "missing value")
     out["rating"] = rating
-    out["text"] = _text(frame["text"]) if "text" in frame else pd.NA
+    out["text"] = _free_text(check, frame, "text", check.limits.max_text_chars) if "text" in frame else pd.NA
     if "review_id" in frame:
         out["review_id"] = _keys(check, frame, "review_id")
         _no_duplicate_keys(check, out, "review_id", "review_id")
@@ -283,7 +430,9 @@ def _no_duplicate_keys(check: Checker, out: pd.DataFrame, key: str, column: str)
     check.fail(column, duplicated.to_numpy(), out[key], "duplicate key")
 
 
-def plain_events(records: list[dict[str, object]], default_event_type: str) -> list[dict[str, object]] | None:
+def plain_events(
+    records: list[dict[str, object]], default_event_type: str, limits: Limits
+) -> list[dict[str, object]] | None:
     """The normalised events of records that plainly keep the contract, without pandas; None otherwise.
 
     The fast path of small requests (`POST /events`), row by row: it accepts only what
@@ -295,6 +444,7 @@ def plain_events(records: list[dict[str, object]], default_event_type: str) -> l
     Args:
         records: events as field -> value (JSON types).
         default_event_type: the event type of a record without one.
+        limits: plausible dates.
 
     Returns:
         customer_id, product_id, ts, event_type, quantity, price, order_id per record, or None.
@@ -316,12 +466,14 @@ def plain_events(records: list[dict[str, object]], default_event_type: str) -> l
         kind = default_event_type if kind is None else _plain_text(kind)
         quantity, price = record.get("quantity"), record.get("price")
         when = _plain_time(ts)
-        if user is None or item is None or when is None or (order is not None and _plain_text(order) is None):
+        if not (_plain_id(user) and _plain_id(item) and (order is None or _plain_id(_plain_text(order)))):
+            return None
+        if when is None or not limits.earliest <= when <= limits.latest:
             return None
         if not isinstance(kind, str) or kind.lower() not in EVENT_TYPES:
             return None
         if quantity is not None and (
-            isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1
+            isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= INTEGER_MAX
         ):
             return None
         if price is not None and (
@@ -349,6 +501,17 @@ def _plain_text(value: object) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return None
     return value.strip()
+
+
+def _plain_id(value: str | None) -> bool:
+    """Whether an id keeps the rules `_ids` checks column-wise."""
+    return (
+        value is not None
+        and len(value) <= ID_MAX_CHARS
+        and not _INVISIBLE_RE.search(value)
+        and not _FORMULA_RE.search(value)
+        and unicodedata.is_normalized("NFC", value)
+    )
 
 
 def _plain_time(value: object) -> datetime | None:

@@ -161,12 +161,21 @@ class SimulateParams(StrictModel):
         return self
 
 
+class PlausibleParams(StrictModel):
+    """Plausible source values: ingest refuses a file with others, extraction quarantines a batch."""
+
+    earliest_date: date
+    future_days: int = Field(ge=0)
+    max_text_chars: int = Field(ge=1)
+
+
 class IngestParams(StrictModel):
     """Parameters of `retention ingest`."""
 
     default_event_type: Literal["view", "cart", "purchase"]
     placeholder_item: str = Field(min_length=1)
     max_reported_rows: int = Field(ge=1)
+    plausible: PlausibleParams
 
 
 class NullShares(StrictModel):
@@ -188,6 +197,7 @@ class ExtractParams(StrictModel):
     quantity_max: int = Field(ge=1)
     max_null_share: NullShares
     quarantine_max_rows: int = Field(ge=1)
+    plausible: PlausibleParams
 
     @model_validator(mode="after")
     def _band(self) -> ExtractParams:
@@ -251,15 +261,25 @@ class TrainerParams(StrictModel):
     seed: int = Field(ge=0)
     # defaults keep models saved before these keys loadable (their `training` section lacks them)
     threads: int | Literal["auto"] = Field(default="auto")
-    concurrent_trainings: int = Field(default=1, ge=1)
+    # auto: the trainings running now on this host (`training.threads.training_slot`)
+    concurrent_trainings: int | Literal["auto"] = Field(default=1)
     dataloader_workers: int = Field(default=0, ge=0)
 
-    @field_validator("threads")
+    @field_validator("threads", "concurrent_trainings")
     @classmethod
-    def _positive_threads(cls, value: int | str) -> int | str:
+    def _positive_or_auto(cls, value: int | str, info: ValidationInfo) -> int | str:
         if isinstance(value, int) and value < 1:
-            raise ValueError("threads must be 'auto' or at least 1")
+            raise ValueError(f"{info.field_name} must be 'auto' or at least 1")
         return value
+
+
+class DPParams(StrictModel):
+    """DP-SGD of the return model's networks (training/churn/privacy.py, Opacus)."""
+
+    enabled: bool = False
+    target_epsilon: float = Field(default=3.0, gt=0)
+    delta: float | None = Field(default=None, gt=0, lt=1)  # None: 1 / training customers
+    max_grad_norm: float = Field(default=1.0, gt=0)
 
 
 class ReturnModelParams(StrictModel):
@@ -287,6 +307,14 @@ class ReturnModelParams(StrictModel):
     boosting_iterations: int = Field(ge=1)
     boosting_learning_rate: float = Field(gt=0)
     boosting_max_depth: int = Field(ge=1)
+    dp: DPParams = Field(default_factory=DPParams)  # default: models saved before DP stay loadable
+
+    @model_validator(mode="after")
+    def _dp_without_refit(self) -> ReturnModelParams:
+        # the refit trains on more rows (another sampling rate): its budget is not planned
+        if self.dp.enabled and self.refit:
+            raise ValueError("dp.enabled needs refit: false")
+        return self
 
 
 class SASRecParams(StrictModel):
@@ -536,6 +564,25 @@ class UpliftParams(StrictModel):
     net: UpliftNetParams
 
 
+class PrivacyParams(StrictModel):
+    """Retention periods of personal and raw data, enforced by the housekeeping task (pipelines/privacy)."""
+
+    raw_events_days: int = Field(ge=1)
+    quarantine_days: int = Field(ge=1)
+    staging_days: int = Field(ge=1)
+    exports_days: int = Field(ge=1)
+
+
+class OperationsParams(StrictModel):
+    """How Airflow runs the platform's tasks (every task is idempotent, so retrying one is safe)."""
+
+    retries: int = Field(ge=0)
+    retry_delay_seconds: int = Field(ge=1)
+    max_retry_delay_seconds: int = Field(ge=1)
+    task_timeout_minutes: int = Field(ge=1)
+    training_timeout_minutes: int = Field(ge=1)
+
+
 class Params(StrictModel):
     """All of params.yaml. A model family's section is spelt as the family (`return`, `recommender`)."""
 
@@ -553,6 +600,18 @@ class Params(StrictModel):
     promotion: PromotionParams
     campaign: CampaignParams
     uplift: UpliftParams
+    privacy: PrivacyParams
+    operations: OperationsParams
+
+    @model_validator(mode="after")
+    def _raw_events_cover_features(self) -> Params:
+        # housekeeping must not delete events the features still read
+        if self.privacy.raw_events_days < self.features.history_days:
+            raise ValueError(
+                f"privacy.raw_events_days ({self.privacy.raw_events_days}) must be at least "
+                f"features.history_days ({self.features.history_days})"
+            )
+        return self
 
 
 def saved_params(raw: dict[str, Any], needed: tuple[str, ...]) -> Params:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # great_expectations is imported lazily: it is slow to import
 
 SUITES_ROOT = Path(__file__).resolve().parents[1] / "great_expectations"
 DATASOURCE = "retention_frames"
+# where GX's file context keeps its site, under the runtime folder ($RETENTION_HOME/gx/<this>/index.html)
+DATA_DOCS_SITE = Path("gx") / "uncommitted" / "data_docs" / "local_site"
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ class Report:
     suite: str
     outcomes: list[Outcome]
     result: dict[str, Any] = field(repr=False)  # the GX validation result, JSON-serialisable
-    docs_url: str | None = None
+    docs_url: str | None = None  # its Data Docs page, relative to the site (`data_docs_file`)
 
     @property
     def failed(self) -> list[Outcome]:
@@ -160,13 +162,13 @@ class QualityService:
         )
         (identifier, result), *_ = outcome.run_results.items()
         outcomes = [_outcome(r) for r in result.results]
-        # Rendering Data Docs costs more than validating, so only failures get a page.
-        failed = any(not o.success and o.severity == "critical" for o in outcomes)
+        # every validation gets its page (about 0.7 s): a reviewer reads what passed, not only failures
         return Report(
             suite=suite_name,
             outcomes=sorted(outcomes, key=lambda o: (o.success, o.severity != "critical", o.name)),
-            result=json.loads(json.dumps(result.to_json_dict(), default=str)),
-            docs_url=self._docs_page(context, identifier) if failed else None,
+            # parse_constant: an infinite value it reports becomes "Infinity", which PostgreSQL's JSON takes
+            result=json.loads(json.dumps(result.to_json_dict(), default=str), parse_constant=str),
+            docs_url=self._docs_page(context, identifier),
         )
 
     def _runtime_context(self, suite_name: str) -> FileDataContext:
@@ -184,16 +186,23 @@ class QualityService:
             self._loaded.add(suite_name)
         return self._runtime
 
-    @staticmethod
-    def _docs_page(context: FileDataContext, identifier: ValidationResultIdentifier) -> str | None:
+    def _docs_page(self, context: FileDataContext, identifier: ValidationResultIdentifier) -> str | None:
+        """Render the validation's Data Docs page; returns it relative to the site (where it is
+        stored: a moved or copied RETENTION_HOME keeps its links), or None if rendering failed."""
         try:
-            urls = context.build_data_docs(resource_identifiers=[identifier])
+            context.build_data_docs(resource_identifiers=[identifier])
         except Exception as error:  # Data Docs are a convenience; a rendering bug must not fail a run
             log.warning("could not build GX Data Docs: %s", error)
             return None
-        index = next(iter(urls.values()), None)
         page = context.get_docs_sites_urls(resource_identifier=identifier)
-        return (page[0].get("site_url") if page else None) or index
+        url = page[0].get("site_url") if page else None
+        site = (self.runtime_dir / DATA_DOCS_SITE).resolve().as_uri() + "/"
+        return url[len(site) :] if url and url.startswith(site) else None
+
+
+def data_docs_file(runtime_dir: Path, page: str | None) -> str:
+    """A stored Data Docs page (relative to the site) as the file it is now, for messages."""
+    return str(runtime_dir / DATA_DOCS_SITE / page) if page else "(no page rendered)"
 
 
 def _file_context(root: Path) -> FileDataContext:

@@ -27,6 +27,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
 from feature_store.online_store import open_documents
@@ -34,6 +35,7 @@ from pipelines.campaigns.run import EXPORT_FORMATS
 from pipelines.campaigns.store import CampaignNotFound, export_csv, export_frame, get_campaign, list_campaigns
 from retention.db import create_db_engine
 from retention.params import load_params
+from retention.paths import adopt_home
 from retention.settings import Settings
 from serving.auth import REALM, Role, load_tokens, require
 from serving.customers import (
@@ -66,6 +68,7 @@ from serving.settings import ServingSettings
 log = logging.getLogger("retention.serving")
 API_TITLE = "Retention platform API"
 API_VERSION = "1"
+DOCS_ASSETS = "/docs-assets"  # Swagger UI and ReDoc files (fastapi-offline's copies)
 MAX_RECOMMENDATIONS = 100
 DEFAULT_RECOMMENDATIONS = 10
 PARQUET_TYPE = "application/vnd.apache.parquet"
@@ -179,7 +182,8 @@ def campaign_detail(request: Request, campaign_id: CampaignId) -> dict[str, Any]
     responses={**NOT_FOUND, 200: {"content": {"text/csv": {}}, "description": "the marketing export"}},
 )
 def campaign_csv(request: Request, campaign_id: CampaignId) -> Response:
-    """The target list as CSV: e-mail only for consenting customers to contact; formula-like cells neutralised."""
+    """The target list as CSV, rendered now: consent and e-mail are read from the shop at each download,
+    e-mail only for consenting customers to contact; formula-like cells neutralised."""
     frame = _export(request, campaign_id)
     return Response(
         export_csv(frame),
@@ -194,7 +198,7 @@ def campaign_csv(request: Request, campaign_id: CampaignId) -> Response:
     responses={**NOT_FOUND, 200: {"content": {PARQUET_TYPE: {}}, "description": "the marketing export"}},
 )
 def campaign_parquet(request: Request, campaign_id: CampaignId) -> Response:
-    """The target list as Parquet (same rows and columns as the CSV)."""
+    """The target list as Parquet (same rows and columns as the CSV, rendered now as well)."""
     frame = _export(request, campaign_id)
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
@@ -306,9 +310,11 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
         ParamsError: params.yaml is missing or invalid (the profile reads the campaign section).
     """
     from serving.events import events
+    from serving.privacy import privacy
     from serving.web import web
 
     settings = settings or Settings.from_env()
+    adopt_home(settings)  # a moved or copied RETENTION_HOME: MLflow's stored artifact URIs follow it
     serving = serving or ServingSettings.from_env()
     tokens = load_tokens(serving, settings.home)
     params = load_params(settings.params_path)  # the profile's value, RFM scale and list length
@@ -353,7 +359,8 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
         documents.close()
         engine.dispose()
 
-    app = FastAPI(title=API_TITLE, version=API_VERSION, lifespan=lifespan)
+    # /docs and /redoc with Swagger UI and ReDoc served from the package, not a CDN: they work offline
+    app = FastAPIOffline(title=API_TITLE, version=API_VERSION, lifespan=lifespan, static_url=DOCS_ASSETS)
     app.state.settings, app.state.tokens, app.state.engine, app.state.models, app.state.params = (
         settings,
         tokens,
@@ -374,6 +381,6 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
     )
     # added last, so outermost: it also screens and marks what the overload guard answers itself
     app.add_middleware(RequestScreen, is_token=lambda value: tokens.role_of(value) is not None, realm=REALM)
-    for router in (health, campaigns, customers, admin, events, web):
+    for router in (health, campaigns, customers, admin, privacy, events, web):
         app.include_router(router)
     return app

@@ -14,10 +14,12 @@ tokens, in the form or in a cookie, count towards the client's limit (`serving.a
 A campaign page shows the policy (uplift, or the cold-start risk rule) with the summary's
 explanation, contacts and hold-outs, the offer mix, cost, expected extra returns and profit with
 their intervals, the measured lift overall and per offer once the horizon has passed, and the top
-rows of the export (without e-mail addresses). Figures come from `platform_campaigns.summary`
-(`pipelines.campaigns.summary.summarise`) and `lift` (`pipelines.campaigns.lift.measure_lift`),
-all optional: a campaign published before offers has summary `{}` and a lift without
-`per_offer`. Counts and the offer mix come from the target rows themselves (`campaign_overview`).
+rows of the export (without e-mail addresses), rendered at each view: a customer whose consent was
+withdrawn in the shop shows as not to be contacted at once. Figures come from
+`platform_campaigns.summary` (`pipelines.campaigns.summary.summarise`) and `lift`
+(`pipelines.campaigns.lift.measure_lift`), all optional: a campaign published before offers has
+summary `{}` and a lift without `per_offer`. Counts and the offer mix come from the target rows
+themselves (`campaign_overview`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from pipelines.campaigns.run import EXPORT_FORMATS
@@ -39,6 +41,7 @@ from pipelines.campaigns.store import (
     get_campaign,
     list_campaigns,
 )
+from retention.quality import DATA_DOCS_SITE
 from serving.auth import COOKIE_NAME, GRANTS, Role, TooManyFailures, authenticate, too_many_failures
 from serving.customers import customer_profile
 from serving.schemas import CampaignId, CustomerId, download_url
@@ -365,3 +368,46 @@ def customer_page(request: Request, customer_id: CustomerId) -> Response:
             status.HTTP_404_NOT_FOUND,
         )
     return _page(request, "customer.html", {"profile": profile})
+
+
+# GX renders its pages with scripts and styles from CDNs (bootstrap, jQuery, vega): they are not
+# loaded here (offline machines, and no third-party script on our origin); the pages read plainly.
+DATA_DOCS_HEADERS = {
+    **SECURITY_HEADERS,
+    "Content-Security-Policy": "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "frame-ancestors 'none'",
+}
+
+
+@web.get("/data-docs/{page:path}", response_class=HTMLResponse)
+def data_docs(request: Request, page: str) -> Response:
+    """The GX Data Docs of the platform's validations (extraction batches, features, campaign lists)."""
+    if _role(request) is None:
+        return _to_login()
+    site = (request.app.state.settings.gx_dir / DATA_DOCS_SITE).resolve()
+    if page in ("", "index.html"):  # GX's own index lists its pages with CDN scripts only: ours is plain
+        return _page(request, "data_docs.html", {"validations": validation_pages(site)})
+    file = (site / page).resolve()
+    if not file.is_relative_to(site) or not file.is_file():  # no path outside the site
+        message = "no Data Docs yet: they are written by the first extraction or campaign validation"
+        return _page(
+            request, "not_found.html", {"message": message if not page else f"no page {page!r}"}, 404
+        )
+    return FileResponse(file, headers=DATA_DOCS_HEADERS)
+
+
+def validation_pages(site: Path, limit: int = 500) -> list[dict[str, str]]:
+    """The Data Docs validation pages, newest first: suite, validated at (UTC), link.
+
+    GX writes `validations/<suite as folders>/<batch>/<run time>/<page>.html`.
+    """
+    pages = []
+    for path in (site / "validations").glob("**/*.html"):
+        parts = path.relative_to(site / "validations").parts
+        if len(parts) < 4:
+            continue
+        stamp = parts[-2]  # e.g. 20261130T054550.863673Z
+        shown = f"{stamp[0:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}"
+        link = "/ui/data-docs/" + path.relative_to(site).as_posix()
+        pages.append({"suite": ".".join(parts[:-3]), "validated_at": shown, "stamp": stamp, "link": link})
+    return sorted(pages, key=lambda p: p["stamp"], reverse=True)[:limit]

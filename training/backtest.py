@@ -23,6 +23,7 @@ from retention.atomic import atomic_path
 from retention.params import Params, params_sections
 from training import plots
 from training.families import FAMILIES, BacktestRequest, ModelFamily, family
+from training.families.base import Scored
 from training.threads import configure_threads
 from training.tracking import RunTags, Tracker, params_hash
 from training.trainer import is_primary
@@ -115,7 +116,8 @@ def run_backtest(
     key = f"{request.family}-{request.protocol}-{fingerprint}-{request.as_of}-{request.horizon_days}"
     chosen = (models or chosen_family.models)(params, work_dir / key)
     fields = protocol_fields(request, fingerprint, params)
-    reports = []
+    reports: list[ModelReport] = []
+    scored_by_name: dict[str, Scored] = {}
     for role, model in chosen:
         folder = request.out if role == "model" else request.out / "baselines" / model.name
         if not is_primary():  # plots of other DDP ranks go nowhere that matters
@@ -125,6 +127,7 @@ def run_backtest(
         started = time.perf_counter()
         scored, figures = chosen_family.evaluate(split, model, folder, params)
         metrics = scored.metrics
+        scored_by_name[model.name] = scored
         seconds = time.perf_counter() - started
         fit_result = getattr(model, "fit_result", None)
         per_epoch = fit_result.seconds_per_epoch if fit_result else None
@@ -139,20 +142,49 @@ def run_backtest(
             }
         write_files(folder, request, written, scored.rows)
         run_id = None
-        if tracker is not None:
+        if tracker is not None:  # baselines are child runs of the model's run (the model comes first)
+            parent = next((r.run_id for r in reports if r.role == "model"), None)
             run_id, _ = track(
-                tracker, request, fingerprint, params, role, model, metrics, folder, figures, seconds
+                tracker,
+                request,
+                fingerprint,
+                params,
+                role,
+                model,
+                metrics,
+                folder,
+                figures,
+                seconds,
+                parent_run_id=parent if role == "baseline" else None,
             )
         shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "n_users")
         log.info("backtest: %s (%s) %s [%.1fs]", model.name, role, shown, seconds)
         reports.append(ModelReport(model.name, role, folder, metrics, seconds, per_epoch, run_id))
     if not reports:
         return reports
+    comparison_figures = chosen_family.comparison_plots(
+        split, scored_by_name, request.out / "comparison", params
+    )
+    model_run = next((r.run_id for r in reports if r.role == "model"), None)
+    if tracker is not None and model_run is not None:  # beside the model's own plots in its run
+        for figure in comparison_figures:
+            tracker.client.log_artifact(model_run, str(figure), "plots/comparison")
     comparison = pd.DataFrame(
         [{"model": r.name, "role": r.role, **r.metrics, "fit_seconds": r.fit_seconds} for r in reports]
     )
     _write_csv(comparison, request.out / "comparison.csv")
     return reports
+
+
+def data_windows(request: BacktestRequest) -> dict[str, str]:
+    """What the training and holdout parts of a split hold (EVALUATION.md), for the run's dataset inputs."""
+    if request.protocol == "temporal" and request.as_of is not None and request.horizon_days is not None:
+        end = request.as_of + pd.Timedelta(days=request.horizon_days)
+        return {
+            "training": f"events before {request.as_of:%Y-%m-%d}",
+            "holdout": f"outcomes in [{request.as_of:%Y-%m-%d}, {end:%Y-%m-%d})",
+        }
+    return {"training": "every event but each customer's last", "holdout": "each customer's last event"}
 
 
 def run_tags(
@@ -185,6 +217,7 @@ def track(
     seconds: float,
     kind: str = "backtest",
     log_model: Callable[[Tracker], str] | None = None,
+    parent_run_id: str | None = None,
 ) -> tuple[str, str | None]:
     """One MLflow run: tags, params, metrics, per-epoch history, plots, files, and the model if asked.
 
@@ -194,14 +227,23 @@ def track(
     tags, used = run_tags(request, fingerprint, params, role)
     chosen_family: ModelFamily = family(request.family)
     version = None
-    with tracker.run(chosen_family.experiment, f"{kind}-{model.name}", tags) as run_id:
+    with tracker.run(chosen_family.experiment, f"{kind}-{model.name}", tags, parent_run_id) as run_id:
         tracker.mlflow.set_tag("kind", kind)
+        tracker.log_datasets(
+            request.dataset,
+            fingerprint,
+            data_windows(request),
+            {"dataset": request.dataset, "task": request.family, "protocol": request.protocol},
+        )
         tracker.log_params({"model": model.name, "exclude_seen": request.exclude_seen, **used})
         tracker.log_metrics({**metrics, "fit_seconds": seconds})
         tuning = tuning_fields(model).get("tuning")
         if tuning is not None:  # the weights chosen on history, and their inner-validation score
             tracker.log_params({f"tuning.{k}": v for k, v in tuning.items() if k != "grid"})
             tracker.log_metrics({f"tuning_{tuning['metric']}": tuning["best"]})
+        privacy = getattr(model, "privacy", None)
+        if privacy:  # DP-SGD's budget: epsilon spent, delta, clipping norm, noise (training/churn/privacy.py)
+            tracker.log_metrics({f"dp.{k}": v for k, v in privacy.items()})
         fit_result = getattr(model, "fit_result", None)
         if fit_result is not None:
             tracker.log_history(fit_result.history)

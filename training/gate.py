@@ -21,7 +21,7 @@ from retention.params import GateParams, Params
 from retention.settings import Settings
 from training import registry
 from training.families import ModelFamily, family
-from training.threads import configure_threads
+from training.threads import configure_threads, holds_training_slot
 
 log = logging.getLogger("retention.gate")
 
@@ -37,6 +37,53 @@ def baseline_metrics(chosen: ModelFamily, split: Any, params: Params) -> dict[st
         chosen.fit(split, baseline, params)
         out[baseline.name] = chosen.score(split, baseline, params).metrics
     return out
+
+
+def recorded_baselines(
+    client: Any, chosen: ModelFamily, version: str, request: Any, fingerprint: str, params: Params
+) -> dict[str, dict[str, float]] | None:
+    """The baseline metrics logged as child runs of the version's training run, if that run was
+    evaluated on exactly this holdout (same data fingerprint, window and parameters); else None."""
+    from training.backtest import run_tags
+    from training.tracking import protocol_metric
+
+    run_id = client.get_model_version(chosen.registered_name, version).run_id
+    if not run_id:
+        return None
+    run = client.get_run(run_id)
+    expected = run_tags(request, fingerprint, params, "model")[0].as_dict()
+    same = ("data_fingerprint", "cutoff", "horizon_days", "protocol", "params_hash")
+    if any(run.data.tags.get(key) != expected[key] for key in same):
+        return None
+    children = client.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{run_id}' and tags.role = 'baseline'",
+    )
+    found = {child.data.params.get("model"): child.data.metrics for child in children}
+    wanted = [b.name for b in chosen.baselines(params)]
+    if any(name not in found for name in wanted):
+        return None
+    return {name: {protocol_metric(k): v for k, v in found[name].items()} for name in wanted}
+
+
+def comparison(
+    rule: GateParams,
+    challenger: dict[str, Any],
+    champion: dict[str, Any] | None,
+    champion_version: str | None,
+    baselines: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    """What the decision compared, in a few fields: the primary metric, against what, and the margin.
+
+    The challenger is compared with the champion when there is one, else with the best baseline.
+    """
+    mine = challenger.get("metrics", {}).get(rule.primary, float("nan"))
+    if champion is not None and "metrics" in champion:
+        against, theirs = f"champion v{champion_version}", champion["metrics"][rule.primary]
+    else:
+        best = max(baselines.items(), key=lambda item: item[1][rule.primary], default=None)
+        against, theirs = (f"baseline {best[0]}", best[1][rule.primary]) if best else ("none", float("nan"))
+    return {"primary_metric": rule.primary, "value": mine, "compared_with": against, "margin": mine - theirs}
 
 
 def _broken(side: dict[str, Any]) -> str | None:
@@ -95,6 +142,7 @@ def decide(
     return True, f"{rule.primary} {primary:.4f} vs champion {theirs[rule.primary]:.4f} (gain {gain:+.4f})"
 
 
+@holds_training_slot
 def run_gate(
     engine: Engine,
     settings: Settings,
@@ -145,13 +193,16 @@ def run_gate(
     if champion_version is not None:
         native = registry.load_native(settings.mlflow_tracking_uri, name, champion_version)
         champion = chosen.evaluate_fitted(split, native, params)
-    else:
-        baselines = baseline_metrics(chosen, split, params)
-    promote, reason = decide(params.promotion.for_family(chosen.name), challenger, champion, baselines)
+    else:  # the baselines the training scored on this very holdout, or fitted now
+        logged = recorded_baselines(client, chosen, version, request, event_log.fingerprint(), params)
+        baselines = logged if logged is not None else baseline_metrics(chosen, split, params)
+    rule = params.promotion.for_family(chosen.name)
+    promote, reason = decide(rule, challenger, champion, baselines)
     metrics = {"challenger": challenger.get("metrics", {}), "challenger_checks": challenger["checks"]}
     if champion is not None:
         metrics |= {"champion": champion.get("metrics", {}), "champion_version": champion_version}
     metrics |= {f"baseline_{k}": v for k, v in baselines.items()}
+    metrics["summary"] = comparison(rule, challenger, champion, champion_version, baselines)
     decision = registry.Decision(
         name,
         version,

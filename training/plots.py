@@ -3,6 +3,7 @@ training curves and feature importance. Each function writes one PNG and returns
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +13,8 @@ matplotlib.use("Agg")  # files only: no display on servers and in Airflow worker
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+from sklearn.calibration import CalibrationDisplay  # noqa: E402
+from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
 
 FIGSIZE = (5.0, 4.0)
 DPI = 100
@@ -60,23 +62,59 @@ def decile_table(returned: np.ndarray, score: np.ndarray, groups: int = 10) -> p
     )
 
 
-def roc_plot(returned: np.ndarray, p_return: np.ndarray, path: Path) -> Path:
-    fpr, tpr, _ = roc_curve(returned, p_return)
+Curves = Mapping[str, np.ndarray] | np.ndarray  # {label: scores} (a model and its baselines), or one model's
+
+
+def _curves(scores: Curves) -> Mapping[str, np.ndarray]:
+    return scores if isinstance(scores, Mapping) else {"model": scores}
+
+
+def roc_plot(returned: np.ndarray, scores: Curves, path: Path) -> Path:
+    """ROC of each scorer on the same axes (scikit-learn's display)."""
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    ax.plot(fpr, tpr, label="model")
+    for label, p in _curves(scores).items():
+        RocCurveDisplay.from_predictions(returned, p, name=label, ax=ax)
     ax.plot([0, 1], [0, 1], "--", color="grey", label="chance")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (returned)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize="small")
     return _save(fig, path)
 
 
-def pr_plot(returned: np.ndarray, p_return: np.ndarray, path: Path) -> Path:
-    precision, recall, _ = precision_recall_curve(returned, p_return)
+def pr_plot(returned: np.ndarray, scores: Curves, path: Path) -> Path:
+    """Precision-recall of each scorer on the same axes (scikit-learn's display)."""
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    ax.plot(recall, precision, label="model")
+    for label, p in _curves(scores).items():
+        PrecisionRecallDisplay.from_predictions(returned, p, name=label, ax=ax)
     ax.axhline(np.mean(returned), linestyle="--", color="grey", label="base rate")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (returned)")
-    ax.legend(loc="upper right")
+    ax.legend(loc="upper right", fontsize="small")
+    return _save(fig, path)
+
+
+def calibration_plot(returned: np.ndarray, scores: Mapping[str, np.ndarray], path: Path) -> Path:
+    """Reliability of each scorer's probabilities on the same axes (scikit-learn's display, 10 quantile bins)."""
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for label, p in scores.items():
+        CalibrationDisplay.from_predictions(
+            returned, np.clip(p, 0, 1), n_bins=10, strategy="quantile", name=label, ax=ax
+        )
+    ax.set(
+        xlabel="mean predicted P(return)", ylabel="observed return rate", title="Reliability (test window)"
+    )
+    ax.legend(loc="upper left", fontsize="small")
+    return _save(fig, path)
+
+
+def gain_plot(returned: np.ndarray, scores: Mapping[str, np.ndarray], path: Path) -> Path:
+    """Cumulative gain by decile of each scorer on the same axes (`decile_table`)."""
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for label, p in scores.items():
+        table = decile_table(returned, p)
+        share = np.concatenate([[0.0], table["decile"].to_numpy() / len(table)])
+        ax.plot(share, np.concatenate([[0.0], table["cumulative_gain"].to_numpy()]), "o-", label=label)
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="random")
+    ax.set(xlabel="share of customers contacted", ylabel="share of returners", title="Cumulative gain")
+    ax.legend(loc="lower right", fontsize="small")
     return _save(fig, path)
 
 
@@ -108,11 +146,14 @@ def lift_gain_plot(table: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def recall_at_k_plot(curve: pd.DataFrame, path: Path) -> Path:
-    """`curve`: k, recall (one row per cut-off)."""
+def recall_at_k_plot(curves: pd.DataFrame | Mapping[str, pd.DataFrame], path: Path) -> Path:
+    """`curves`: k, recall (one row per cut-off), or {label: such a frame} drawn on the same axes."""
+    shown = curves if isinstance(curves, Mapping) else {"model": curves}
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    ax.plot(curve["k"], curve["recall"], "o-")
+    for label, curve in shown.items():
+        ax.plot(curve["k"], curve["recall"], "o-", label=label)
     ax.set(xlabel="K", ylabel="recall@K", title="Recall@K (full catalogue)", ylim=(0, None))
+    ax.legend(loc="lower right", fontsize="small")
     return _save(fig, path)
 
 

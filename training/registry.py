@@ -28,6 +28,8 @@ log = logging.getLogger("retention.registry")
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG_PREFIX = "gate."
 MAX_TAG_CHARS = 5000  # MLflow's limit on a tag value
+SHORT_TAG_CHARS = 300  # the reason as a tag; the whole decision is the JSON artifact
+DECISIONS_FOLDER = "gate"  # artifact folder of a version's run holding its decisions
 
 
 class RegistryError(RuntimeError):
@@ -120,22 +122,31 @@ def locked(engine: Engine, name: str, holder: str) -> Iterator[Connection]:
 
 
 def _tag(client: MlflowClient, name: str, version: str, decision: Decision) -> None:
+    """A few short tags on the version, and the whole decision as a JSON artifact of its run.
+
+    The tags are what the registry page can show at a glance (decision, primary metric, margin,
+    what it was compared with); both sides' metrics and checks are in `gate.decision_file`.
+    """
+    decided_at = utc_now()
+    summary = decision.metrics.get("summary") or {}
     tags = {
         "decision": decision.action,
-        "reason": decision.reason,
+        "reason": decision.reason[:SHORT_TAG_CHARS],
         "actor": decision.actor,
         "champion_before": decision.champion_before or "",
-        "decided_at": utc_now().isoformat(timespec="seconds"),
+        "decided_at": decided_at.isoformat(timespec="seconds"),
     }
-    for side, metrics in decision.metrics.items():
-        if isinstance(metrics, dict):
-            tags.update(
-                {
-                    f"{side}.{k.replace('@', '_at_')}": str(v)
-                    for k, v in metrics.items()
-                    if isinstance(v, int | float)
-                }
-            )
+    if summary:
+        tags |= {
+            "primary_metric": str(summary["primary_metric"]),
+            "margin": f"{summary['margin']:+.4f}",
+            "compared_with": str(summary["compared_with"]),
+        }
+    run_id = client.get_model_version(name, version).run_id
+    if run_id:
+        path = f"{DECISIONS_FOLDER}/v{version}-{decision.action}-{decided_at:%Y%m%dT%H%M%S}.json"
+        client.log_dict(run_id, json.loads(json.dumps(decision_dict(decision), default=float)), path)
+        tags["decision_file"] = path
     for key, value in tags.items():
         client.set_model_version_tag(name, version, f"{TAG_PREFIX}{key}", str(value)[:MAX_TAG_CHARS])
 

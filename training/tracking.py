@@ -28,6 +28,11 @@ def metric_name(name: str) -> str:
     return name.replace("@", "_at_")
 
 
+def protocol_metric(name: str) -> str:
+    """The protocol's spelling of an MLflow metric name (`ndcg_at_10` -> `ndcg@10`)."""
+    return name.replace("_at_", "@")
+
+
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested parameters as dotted keys with string values (`return.batch_size`)."""
     flat: dict[str, str] = {}
@@ -89,6 +94,9 @@ def params_hash(values: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 class Tracker:
     """The MLflow side effects of training and backtests (always an explicit tracking URI)."""
 
@@ -104,16 +112,31 @@ class Tracker:
         """The experiment called `name`, created on first use with artifacts under `artifact_root`."""
         found = self.client.get_experiment_by_name(name)
         if found is not None:
+            if found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # made before the tag existed
+                self.client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
             return found.experiment_id
         location = (self.artifact_root / name).resolve().as_uri()
-        return self.client.create_experiment(name, artifact_location=location)
+        # a machine-learning experiment: the UI opens on its runs table, not the GenAI overview
+        return self.client.create_experiment(
+            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+        )
 
     @contextmanager
-    def run(self, experiment: str, run_name: str, tags: RunTags) -> Iterator[str]:
-        """Start a run in `experiment` (a family's, or the campaigns'); yields its run id."""
+    def run(
+        self, experiment: str, run_name: str, tags: RunTags, parent_run_id: str | None = None
+    ) -> Iterator[str]:
+        """Start a run in `experiment` (a family's, or the campaigns'); yields its run id.
+
+        Args:
+            parent_run_id: make it a child run (a baseline under its model's run: the runs table
+                nests them, and the compare view puts them side by side).
+        """
         self.mlflow.set_tracking_uri(self.tracking_uri)
         with self.mlflow.start_run(
-            experiment_id=self.experiment_id(experiment), run_name=run_name, tags=tags.as_dict()
+            experiment_id=self.experiment_id(experiment),
+            run_name=run_name,
+            tags=tags.as_dict(),
+            parent_run_id=parent_run_id,
         ) as active:
             yield active.info.run_id
 
@@ -142,6 +165,27 @@ class Tracker:
             if versions:
                 return run.info.run_id, str(max(int(v.version) for v in versions))
         return None
+
+    def log_datasets(
+        self, name: str, digest: str, windows: Mapping[str, str], source: Mapping[str, str]
+    ) -> None:
+        """The run's data as MLflow dataset inputs: one per split part (context), the fingerprint as digest.
+
+        Args:
+            name: the dataset's name (e.g. "warehouse", "movielens").
+            digest: the event log's content fingerprint (equal data, equal digest).
+            windows: {context ("training", "holdout"): what that part holds, e.g. its time window}.
+            source: where the data was read (no URL or credential), shown as the dataset's source.
+        """
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+
+        for context, window in windows.items():
+            # MLflow's own documented use; its stubs leave `profile` abstract (it returns None here)
+            dataset = MetaDataset(  # type: ignore[abstract]
+                CodeDatasetSource(dict(source)), name=f"{name}-{context}", digest=digest
+            )
+            self.mlflow.log_input(dataset, context=context, tags={"window": window})
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         flat = flatten(params)
@@ -172,6 +216,10 @@ class Tracker:
         """
         from mlflow.models import infer_signature
 
+        if "customer_id" in getattr(input_example, "columns", ()):
+            # the example is stored with the model, out of the erasure's reach: no real customer's id
+            placeholders = [f"example-{i}" for i in range(len(input_example))]
+            input_example = input_example.assign(customer_id=placeholders)
         output = python_model.predict(None, input_example)
         info = self.mlflow.pyfunc.log_model(
             name="model",

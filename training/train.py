@@ -11,20 +11,24 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine
 
 from feature_store.events import Source
 from retention.params import Params
+from retention.paths import mlflow_artifact_root
 from retention.settings import Settings
 from training.backtest import protocol_fields, run_tags, track, tuning_fields, write_files
-from training.families import family
+from training.families import ModelFamily, family
+from training.families.base import BacktestRequest, Scored
 from training.registry import set_challenger
-from training.threads import configure_threads
+from training.threads import configure_threads, holds_training_slot
 from training.tracking import Tracker
 from training.trainer import is_primary
 
@@ -47,9 +51,10 @@ class TrainResult:
 
 def tracker_for(settings: Settings) -> Tracker:
     """The MLflow service of these settings (artifacts under RETENTION_HOME/mlartifacts)."""
-    return Tracker(settings.mlflow_tracking_uri, settings.home / "mlartifacts")
+    return Tracker(settings.mlflow_tracking_uri, mlflow_artifact_root(settings))
 
 
+@holds_training_slot
 def train_model(
     engine: Engine,
     settings: Settings,
@@ -156,6 +161,71 @@ def train_model(
         kind="train",
         log_model=log_model,
     )
+    baselines = baseline_runs(tracker, chosen, split, request, fingerprint, params, folder, run_id)
+    log_comparison(tracker, chosen, split, {model.name: scored, **baselines}, folder, params, run_id)
     set_challenger(tracker.client, registered, str(version))
     log.info("train %s: run %s, %s version %s (alias challenger)", chosen.name, run_id, registered, version)
     return TrainResult(model.name, run_id, registered, str(version), metrics, as_of_ts, folder)
+
+
+def baseline_runs(
+    tracker: Tracker,
+    chosen: ModelFamily,
+    split: Any,
+    request: BacktestRequest,
+    fingerprint: str,
+    params: Params,
+    folder: Path,
+    parent_run_id: str,
+) -> dict[str, Scored]:
+    """Fit and score each baseline of the family on the model's own split, each as a child run.
+
+    The same holdout, the same metric names and the same plots as the model's run, so the runs
+    table nests them under it and the compare view sets them side by side; the gate reads them
+    back instead of fitting the baselines again (`training.gate.recorded_baselines`).
+
+    Returns:
+        {baseline name: its scores}.
+    """
+    out: dict[str, Scored] = {}
+    for baseline in chosen.baselines(params):
+        started = time.perf_counter()
+        where = folder / "baselines" / baseline.name
+        where.mkdir(parents=True, exist_ok=True)
+        scored, figures = chosen.evaluate(split, baseline, where, params)
+        seconds = time.perf_counter() - started
+        written = {**scored.metrics, **protocol_fields(request, fingerprint, params), "model": baseline.name}
+        write_files(where, request, written, scored.rows)
+        track(
+            tracker,
+            request,
+            fingerprint,
+            params,
+            "baseline",
+            baseline,
+            scored.metrics,
+            where,
+            figures,
+            seconds,
+            kind="train",
+            parent_run_id=parent_run_id,
+        )
+        out[baseline.name] = scored
+        log.info("train %s: baseline %s on the same holdout [%.1fs]", chosen.name, baseline.name, seconds)
+    return out
+
+
+def log_comparison(
+    tracker: Tracker,
+    chosen: ModelFamily,
+    split: Any,
+    scored: Mapping[str, Scored],
+    folder: Path,
+    params: Params,
+    run_id: str,
+) -> list[Path]:
+    """Draw the model and its baselines on the same axes and log the figures to the model's run."""
+    figures = chosen.comparison_plots(split, scored, folder / "comparison", params)
+    for figure in figures:
+        tracker.client.log_artifact(run_id, str(figure), "plots/comparison")
+    return figures

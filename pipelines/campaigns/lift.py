@@ -27,6 +27,7 @@ from pipelines.extract.publish import data_end
 from retention.db.platform import CampaignTarget
 from retention.db.warehouse import WAREHOUSE
 from retention.params import NO_OFFER, CampaignParams
+from retention.paths import mlflow_artifact_root
 from retention.settings import Settings
 
 if TYPE_CHECKING:  # mlflow is imported lazily: it is slow to import
@@ -195,7 +196,7 @@ def log_lift(settings: Settings, campaign: dict[str, Any], lift: dict[str, Any])
     """Log a measured lift as a run of the `retention-campaigns` experiment (once per campaign)."""
     from training.tracking import Tracker
 
-    tracker = Tracker(settings.mlflow_tracking_uri, settings.home / "mlartifacts")
+    tracker = Tracker(settings.mlflow_tracking_uri, mlflow_artifact_root(settings))
     experiment = tracker.experiment_id(CAMPAIGN_EXPERIMENT)
     found = tracker.client.search_runs(
         [experiment], filter_string=f"tags.campaign_id = '{campaign['campaign_id']}'", max_results=1

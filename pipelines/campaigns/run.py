@@ -51,6 +51,7 @@ from retention.clock import naive_utc, utc_now
 from retention.context import platform_session
 from retention.db.platform import Campaign, CampaignTarget
 from retention.params import CampaignParams, Params
+from retention.paths import stored_path
 from retention.settings import Settings
 
 log = logging.getLogger("retention.campaigns")
@@ -292,7 +293,7 @@ def validate(folder: Path, settings: Settings | None = None) -> dict[str, Any]:
     Raises:
         CampaignRejected: a critical expectation failed (the message names each one).
     """
-    from retention.quality import QualityService
+    from retention.quality import QualityService, data_docs_file
 
     with platform_session(settings) as (settings, params, engine):
         targets, meta = read_staged(folder)
@@ -322,7 +323,7 @@ def validate(folder: Path, settings: Settings | None = None) -> dict[str, Any]:
             listed = "\n  ".join(failed)
             raise CampaignRejected(
                 f"campaign {meta['campaign_id']} failed {len(failed)} critical expectation(s); not "
-                f"published:\n  {listed}\nGX Data Docs: {docs_url}"
+                f"published:\n  {listed}\nGX Data Docs: {data_docs_file(settings.gx_dir, docs_url)}"
             )
         return result
 
@@ -335,22 +336,25 @@ def _write_export(frame: pd.DataFrame, fmt: str, target: Path) -> None:
             frame.to_parquet(tmp, index=False)
 
 
-def _marketing_frame(engine: Engine, params: Params, campaign: str) -> pd.DataFrame:
+def _marketing_frame(engine: Engine, params: Params, campaign: str, with_email: bool = True) -> pd.DataFrame:
     return export_frame(
         engine,
         campaign,
         risk_deciles=params.campaign.risk_deciles,
         rfm_quantiles=params.features.rfm_quantiles,
+        with_email=with_email,
     )
 
 
 def _write_exports(engine: Engine, settings: Settings, params: Params, campaign: str) -> dict[str, str]:
-    frame = _marketing_frame(engine, params, campaign)
+    # The stored copy holds no e-mail: an address at rest would outlive a withdrawal of consent.
+    # Downloads (API, page, `retention campaigns export`) render afresh, with addresses.
+    frame = _marketing_frame(engine, params, campaign, with_email=False)
     paths = {}
     for fmt in EXPORT_FORMATS:
         target = export_dir(settings, campaign) / f"targets.{fmt}"
         _write_export(frame, fmt, target)
-        paths[fmt] = str(target)
+        paths[fmt] = stored_path(settings.home, target)  # relative to RETENTION_HOME: the home can move
     return paths
 
 

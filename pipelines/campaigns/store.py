@@ -2,8 +2,11 @@
 
 A campaign is written in one transaction (its row and all its targets replace any earlier version
 of the same id), so readers see the old list or the new one, never a mix. Contact details are not
-stored with targets: `export_frame` joins e-mail addresses at export time, only for consenting
-customers of the treatment arm (the control arm must not be contacted).
+stored with targets, nor in the warehouse: `export_frame` reads consent and e-mail from the shop's
+`customers` table each time it renders (every download and page view), so a consent withdrawn in
+the source counts at once, without waiting for an extraction. Only consenting customers of the
+treatment arm get an address (the control arm must not be contacted); a contact whose consent is
+gone is listed as not to be contacted.
 
 The export is written for the marketer who acts on it: one row per customer to contact or to hold
 out (untreated rows are only logged), the offer, the expected effect and profit, the risk as a
@@ -32,19 +35,21 @@ from pipelines.campaigns.explain import (
     top_per_category,
 )
 from pipelines.campaigns.select import CONTROL, EXPORTED_ARMS, TREATMENT
+from retention.db.models import Customer
 from retention.db.platform import Campaign, CampaignTarget
 from retention.db.warehouse import WAREHOUSE
 from retention.params import NO_OFFER
 
 TARGET_COLUMNS = [c.name for c in CampaignTarget.__table__.columns]
 CAMPAIGN_COLUMNS = [c.name for c in Campaign.__table__.columns]
-CONTACT_COLUMNS = ["customer_id", "marketing_consent", "email"]
+CONSENT_COLUMNS = ["customer_id", "marketing_consent", "email"]  # what `customer_contacts` reads
 EVENT_COLUMNS = ["customer_id", "product_id", "event_type", "ts"]
 PRODUCT_COLUMNS = ["product_id", "category", "title"]
 IN_LIST_IDS = 5000  # ids per IN (...) list (SQLite allows 32,766 variables per statement)
 EVENT_CHUNK_IDS = 1000  # customers per events query (plus their recommended products in the same list)
 DEFAULT_RISK_DECILES = 10  # params.campaign.risk_deciles as shipped
 CONTACT, HOLD_OUT = "contact", "hold out — do not contact"
+NO_CONSENT = "do not contact — no marketing consent"  # chosen, but consent was withdrawn since
 ACTIONS = {TREATMENT: CONTACT, CONTROL: HOLD_OUT}
 CSV_LINE_END = "\r\n"  # RFC 4180: cells with CR or LF get quoted
 LIST_SEPARATOR = "; "  # between reasons and between products in one cell
@@ -72,7 +77,8 @@ EXPORT_DESCRIPTIONS = {
     "campaign_id": "the campaign (name and as-of date)",
     "customer_id": "the customer (pseudonymous id)",
     "rank": "1 = the policy's first choice",
-    "action": f"'{CONTACT}' or '{HOLD_OUT}' (the random hold-out that measures the effect)",
+    "action": f"'{CONTACT}', '{HOLD_OUT}' (the random hold-out that measures the effect) or "
+    f"'{NO_CONSENT}' (consent withdrawn after the list was made)",
     "offer": "the offer to send (blank for hold-outs)",
     "lift_measured_on": "the date the campaign's effect is measured (as-of + horizon)",
     "churn_risk_pct": "predicted chance (%) of no purchase within the horizon without contact",
@@ -85,7 +91,7 @@ EXPORT_DESCRIPTIONS = {
     "reasons": "why the model sees the risk, with the customer's own values, most important first",
     "recommended_products": "products to show, best first: title (category): why",
     "recommended_product_ids": "the same products' ids, blank-separated",
-    "email": "only for consenting customers to contact (consent read at export time)",
+    "email": "only for consenting customers to contact (consent and address read at download time)",
 }
 
 
@@ -175,12 +181,14 @@ def campaign_targets(engine: Engine, campaign_id: str) -> pd.DataFrame:
 
 
 def customer_contacts(engine: Engine, customer_ids: list[str]) -> pd.DataFrame:
-    """customer_id, marketing_consent, email of the given customers, read from the warehouse now.
+    """customer_id, marketing_consent, email of the given customers, read from the shop's `customers` now.
 
-    Used for exclusions, the consent check of validation and the export's join; never stored.
+    The source, not the warehouse (which holds no contact details): a consent withdrawn in the shop
+    counts from the next read on. Used for exclusions, the consent check of validation and the
+    export's join; never stored.
     """
-    table = WAREHOUSE["customers"]
-    parts = [pd.DataFrame(columns=CONTACT_COLUMNS)]
+    table = Customer.__table__
+    parts = [pd.DataFrame(columns=CONSENT_COLUMNS)]
     with engine.connect() as connection:
         for start in range(0, len(customer_ids), IN_LIST_IDS):
             rows = connection.execute(
@@ -188,7 +196,7 @@ def customer_contacts(engine: Engine, customer_ids: list[str]) -> pd.DataFrame:
                     table.c.customer_id.in_(customer_ids[start : start + IN_LIST_IDS])
                 )
             ).all()
-            parts.append(pd.DataFrame(rows, columns=CONTACT_COLUMNS))
+            parts.append(pd.DataFrame(rows, columns=CONSENT_COLUMNS))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -295,13 +303,16 @@ def export_frame(
     limit: int | None = None,
     risk_deciles: int = DEFAULT_RISK_DECILES,
     rfm_quantiles: int = DEFAULT_RFM_QUANTILES,
+    with_email: bool = True,
 ) -> pd.DataFrame:
     """The marketing export: one row per customer to contact or hold out, in rank order (`EXPORT_COLUMNS`).
 
-    Consent is read now, not when the list was made, so a withdrawal before export is honoured;
-    e-mail addresses appear only on contact rows. Hold-out rows carry no offer and no expected
-    figures: they must not be contacted. Campaigns published before offers (offer "none" on
-    treatment rows, no stored features) export a blank offer and reasons without values.
+    Consent and e-mail are read from the shop's `customers` now, not when the list was made, so a
+    withdrawal is honoured by the next render: that customer's row says `NO_CONSENT`, without
+    offer, expected figures or address. E-mail addresses appear only on contact rows. Hold-out rows
+    carry no offer and no expected figures: they must not be contacted. Campaigns published before
+    offers (offer "none" on treatment rows, no stored features) export a blank offer and reasons
+    without values.
 
     Args:
         engine: the platform database.
@@ -309,6 +320,8 @@ def export_frame(
         limit: only the first rows (a page's preview); None = all.
         risk_deciles: params.campaign.risk_deciles (the decile in words).
         rfm_quantiles: params.features.rfm_quantiles (RFM scores in words).
+        with_email: False leaves the `email` column blank: for a copy that is stored, since an
+            address at rest would outlive a withdrawal.
 
     Returns:
         The `EXPORT_COLUMNS` (numbers rounded; lists as "; "-separated text).
@@ -325,8 +338,8 @@ def export_frame(
     recommended = [list(v or []) for v in targets["recommendations"].map(_json)]
     as_of = pd.Timestamp(campaign["as_of"]).to_pydatetime()
     contacts = customer_contacts(engine, ids)
-    consenting = contacts.loc[contacts["marketing_consent"].fillna(False).astype(bool)]
-    emails = dict(zip(consenting["customer_id"], consenting["email"], strict=True))
+    consenting = set(contacts.loc[contacts["marketing_consent"].fillna(False).astype(bool), "customer_id"])
+    emails = dict(zip(contacts["customer_id"], contacts["email"], strict=True))
     products = catalogue(engine) if ids else pd.DataFrame(columns=PRODUCT_COLUMNS)
     categories = set(
         products.loc[products["product_id"].isin({p for r in recommended for p in r}), "category"].dropna()
@@ -338,7 +351,8 @@ def export_frame(
         products,
         category_bestsellers(engine, as_of, categories) if ids else set(),
     )
-    contact = targets["arm"].eq(TREATMENT)
+    chosen = targets["arm"].eq(TREATMENT)
+    contact = chosen & targets["customer_id"].astype(str).isin(consenting)
     offer = targets["offer"].where(contact & targets["offer"].ne(NO_OFFER))
     features = targets["features"].map(lambda v: _json(v) or {})
     reasons = [
@@ -351,7 +365,7 @@ def export_frame(
             "campaign_id": targets["campaign_id"].astype(str),
             "customer_id": targets["customer_id"].astype(str),
             "rank": targets["rank"].astype(np.int64),
-            "action": targets["arm"].map(ACTIONS),
+            "action": targets["arm"].map(ACTIONS).where(~chosen | contact, NO_CONSENT),
             "offer": offer.astype(object).where(offer.notna(), None),
             "lift_measured_on": measured_on,
             "churn_risk_pct": (targets["p_churn"].astype(float) * 100).round().astype(np.int64),
@@ -364,7 +378,7 @@ def export_frame(
             "reasons": reasons,
             "recommended_products": [LIST_SEPARATOR.join(p.text for p in row) for row in explained],
             "recommended_product_ids": [" ".join(row) for row in recommended],
-            "email": targets["customer_id"].map(emails).where(contact),
+            "email": targets["customer_id"].astype(str).map(emails).where(contact & with_email),
         },
         columns=EXPORT_COLUMNS,
     )

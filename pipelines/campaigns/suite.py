@@ -60,7 +60,7 @@ def validation_frame(targets: pd.DataFrame, consent: pd.Series) -> pd.DataFrame:
 
     Args:
         targets: the staged list.
-        consent: marketing_consent indexed by customer_id, read from the warehouse at validation.
+        consent: marketing_consent indexed by customer_id, read from the shop's customers at validation.
     """
     policy_rows = (targets["policy_offer"] != NO_OFFER) & ~targets["explored"].astype(bool)  # policy_contacts
     exported = targets["arm"].isin(EXPORTED_ARMS)

@@ -6,6 +6,7 @@ A batch holds, for the interval `[start, end)`:
 - dimension rows (customers, products) written in the shop at or after the warehouse's newest
   `updated_at` (its high-water mark), i.e. new and changed since the last publish.
 Re-extracting an interval gives the same batch; publishing upserts, so a rerun changes nothing.
+Contact details (`retention.db.models.CONTACT_COLUMNS`) are never read, so no staged file holds them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pandas as pd
 from sqlalchemy import Engine, func, select
 
 from pipelines.extract.suites import pandas_type
-from retention.db.warehouse import FACT_TIME, SHOP_MODELS, WAREHOUSE
+from retention.db.warehouse import FACT_TIME, SHOP_MODELS, WAREHOUSE, extracted_columns
 from retention.params import ExtractParams
 
 TABLES = tuple(SHOP_MODELS)  # customers, products, orders, events, reviews (reference order)
@@ -78,7 +79,7 @@ def extract(engine: Engine, interval: Interval, params: ExtractParams, staging_r
     with engine.connect() as connection:
         for name, model in SHOP_MODELS.items():
             table = model.__table__
-            query = select(table)
+            query = select(*(table.c[c] for c in extracted_columns(name)))
             if name in FACT_TIME:
                 time = table.c[FACT_TIME[name]]
                 query = query.where(time >= window[0], time < window[1])

@@ -1,17 +1,20 @@
 """Publish a validated batch into the warehouse tables, or quarantine a rejected one; both atomic.
 
 Either way the interval's row in `platform_batches` records the outcome, so reruns of an interval
-update one row (attempts + 1) instead of adding rows.
+update one row (attempts + 1) instead of adding rows; each attempt also gets its own entry in the
+row's `attempt_history`, and `rows_changed` adds up what the attempts changed (see `Batch`).
 """
 
 from __future__ import annotations
 
+import copy
+import json
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, RowMapping, delete, func, insert, select, update
 
 from pipelines.extract.batch import TABLES, read_report, read_staged
 from retention.clock import utc_now
@@ -105,30 +108,82 @@ def record_batch(
     warnings: list[str],
     docs_url: str | None,
 ) -> None:
-    """Insert or update the interval's row in `platform_batches`."""
+    """Insert or update the interval's row in `platform_batches`, appending this attempt to its history.
+
+    `changed` is what this attempt changed; the row's `rows_changed` adds it to what earlier attempts
+    changed, so a rerun that changes nothing leaves the first publish's counts in place.
+    """
+    finished_at = utc_now()
     values = {
         "interval_start": datetime.fromisoformat(manifest["interval_start"]),
         "interval_end": datetime.fromisoformat(manifest["interval_end"]),
         "status": status,
-        "finished_at": utc_now(),
+        "finished_at": finished_at,
         "interval_events": manifest["interval_events"],
         "rows_read": manifest["rows"],
-        "rows_changed": changed,
         "failed": failed,
         "warnings": warnings,
         "docs_url": docs_url,
     }
-    attempts = connection.execute(
-        select(Batch.attempts).where(Batch.batch_id == manifest["batch_id"])
-    ).scalar_one_or_none()
-    if attempts is None:
-        connection.execute(insert(Batch).values(batch_id=manifest["batch_id"], attempts=1, **values))
-    else:
+    # Locked for the read-modify-write, so two concurrent reruns cannot lose each other's entry.
+    stored = (
         connection.execute(
-            update(Batch)
+            select(
+                Batch.attempts,
+                Batch.finished_at,
+                Batch.status,
+                Batch.rows_read,
+                Batch.rows_changed,
+                Batch.attempt_history,
+            )
             .where(Batch.batch_id == manifest["batch_id"])
-            .values(attempts=attempts + 1, **values)
+            .with_for_update()
         )
+        .mappings()
+        .one_or_none()
+    )
+    history = _history(stored)
+    attempt = stored["attempts"] + 1 if stored is not None else 1
+    history.append(
+        {
+            "attempt": attempt,
+            "finished_at": finished_at.isoformat(),
+            "status": status,
+            "rows_read": dict(manifest["rows"]),
+            "rows_changed": dict(changed),
+        }
+    )
+    total = _json(stored["rows_changed"]) if stored is not None else {}
+    for table, n in changed.items():
+        total[table] = total.get(table, 0) + n
+    recorded = {**values, "attempts": attempt, "rows_changed": total, "attempt_history": history}
+    if stored is None:
+        connection.execute(insert(Batch).values(batch_id=manifest["batch_id"], **recorded))
+    else:
+        connection.execute(update(Batch).where(Batch.batch_id == manifest["batch_id"]).values(**recorded))
+
+
+def _history(stored: RowMapping | None) -> list[dict[str, Any]]:
+    """The attempts recorded so far; a row from before the history gets one entry for its last attempt."""
+    if stored is None:
+        return []
+    history = _json(stored["attempt_history"])
+    if history:
+        return list(history)
+    return [
+        {
+            "attempt": stored["attempts"],
+            "finished_at": stored["finished_at"].isoformat(),
+            "status": stored["status"],
+            "rows_read": _json(stored["rows_read"]),
+            "rows_changed": _json(stored["rows_changed"]),
+        }
+    ]
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value as a fresh object (some drivers hand JSON back as text)."""
+    return json.loads(value) if isinstance(value, str) else copy.deepcopy(value)
 
 
 def data_end(engine: Engine) -> pd.Timestamp | None:

@@ -7,7 +7,7 @@ interval (see `suite_parameters`), so the committed suites hold no tunable numbe
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import great_expectations.expectations as gxe
@@ -15,13 +15,23 @@ from great_expectations.expectations.metadata_types import FailureSeverity
 from great_expectations.expectations.row_conditions import Column
 from sqlalchemy import Boolean, Date, DateTime, Float, Integer, String, Text
 
-from retention.contract import EVENT_TYPES
-from retention.db.warehouse import FACT_TIME, SHOP_MODELS
+from retention.clock import utc_now
+from retention.contract import (
+    COUNTRY_CODES,
+    EMAIL,
+    EMAIL_MAX_CHARS,
+    EVENT_TYPES,
+    FORMULA_START,
+    ID_MAX_CHARS,
+    INVISIBLE,
+    TEXT_CONTROL,
+)
+from retention.db.warehouse import FACT_TIME, SHOP_MODELS, extracted_columns
 from retention.params import ExtractParams
 
 SUITE_PREFIX = "extract"
 RATING_RANGE = (1, 5)  # the schema's CHECK constraint on reviews.rating
-COUNTRY_CODE_LENGTH = 2  # ISO 3166-1 alpha-2
+VALUE_SET_COLUMNS = {"event_type", "country"}  # checked against their allowed values instead
 # Which reference each fact table's foreign keys must resolve to: column -> referenced table.
 REFERENCES = {
     "events": {"customer_id": "customers", "product_id": "products"},
@@ -61,6 +71,8 @@ def _schema(table: str) -> list[Any]:
     model = SHOP_MODELS[table]
     expectations: list[Any] = []
     for column in model.__table__.columns:
+        if column.name not in extracted_columns(table):  # contact details are never extracted
+            continue
         expectations.append(gxe.ExpectColumnToExist(column=column.name))
         expectations.append(
             gxe.ExpectColumnValuesToBeOfType(column=column.name, type_=pandas_type(column.type))
@@ -87,6 +99,41 @@ def _facts(table: str) -> list[Any]:
     return expectations
 
 
+def _contract(table: str) -> list[Any]:
+    """The ingest contract's value rules (`retention.contract`) on the extracted columns of `table`.
+
+    Rows written into the shop tables around `retention ingest` (another application, a manual
+    fix) meet the same rules here: ids of at most 64 characters with nothing invisible and no
+    spreadsheet formula, free text of bounded size without control characters, and e-mail
+    addresses that are addresses where the batch carries them.
+    """
+    expectations: list[Any] = []
+    kept = extracted_columns(table)
+    for column in SHOP_MODELS[table].__table__.columns:
+        name, kind = column.name, column.type
+        if name not in kept or not isinstance(kind, String | Text) or name in VALUE_SET_COLUMNS:
+            continue
+        if name.endswith("_id"):
+            expectations += [
+                gxe.ExpectColumnValueLengthsToBeBetween(column=name, max_value=ID_MAX_CHARS),
+                gxe.ExpectColumnValuesToNotMatchRegex(column=name, regex=INVISIBLE),
+                gxe.ExpectColumnValuesToNotMatchRegex(column=name, regex=FORMULA_START),
+            ]
+        elif name == "email":
+            expectations += [
+                gxe.ExpectColumnValuesToMatchRegex(column=name, regex=EMAIL),
+                gxe.ExpectColumnValueLengthsToBeBetween(column=name, max_value=EMAIL_MAX_CHARS),
+                gxe.ExpectColumnValuesToNotMatchRegex(column=name, regex=FORMULA_START),
+            ]
+        else:  # free text: a String's own length, or the configured size of a Text
+            limit = kind.length if isinstance(kind, String) and kind.length else _param("max_text_chars")
+            expectations += [
+                gxe.ExpectColumnValueLengthsToBeBetween(column=name, max_value=limit),
+                gxe.ExpectColumnValuesToNotMatchRegex(column=name, regex=TEXT_CONTROL),
+            ]
+    return expectations
+
+
 WARNING = FailureSeverity.WARNING  # GX would coerce the string "warning"; its signature wants the enum
 
 
@@ -95,6 +142,7 @@ def build_suites() -> dict[str, list[Any]]:
     events = [
         *_schema("events"),
         *_facts("events"),
+        *_contract("events"),
         gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES)),
         gxe.ExpectColumnValuesToBeBetween(column="quantity", min_value=1, max_value=_param("quantity_max")),
         gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0, max_value=_param("price_max")),
@@ -112,12 +160,15 @@ def build_suites() -> dict[str, list[Any]]:
     orders = [
         *_schema("orders"),
         *_facts("orders"),
+        *_contract("orders"),
         gxe.ExpectColumnValuesToBeBetween(column="n_items", min_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="total_amount", min_value=0),
+        # an upper bound also refuses an infinite total (SQLite and PostgreSQL both store one)
+        gxe.ExpectColumnValuesToBeBetween(column="total_amount", min_value=0, max_value=_param("price_max")),
     ]
     reviews = [
         *_schema("reviews"),
         *_facts("reviews"),
+        *_contract("reviews"),
         gxe.ExpectColumnValuesToBeBetween(
             column="rating", min_value=RATING_RANGE[0], max_value=RATING_RANGE[1]
         ),
@@ -127,10 +178,15 @@ def build_suites() -> dict[str, list[Any]]:
     ]
     customers = [
         *_schema("customers"),
-        gxe.ExpectColumnValueLengthsToEqual(column="country", value=COUNTRY_CODE_LENGTH, severity=WARNING),
+        *_contract("customers"),
+        gxe.ExpectColumnValuesToBeInSet(column="country", value_set=sorted(COUNTRY_CODES)),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="signup_date", min_value=_param("earliest_date"), max_value=_param("latest_date")
+        ),
     ]
     products = [
         *_schema("products"),
+        *_contract("products"),
         gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0, max_value=_param("price_max")),
     ]
     tables = {
@@ -157,8 +213,12 @@ def suite_parameters(
         window_end: the interval's end (exclusive).
         events_band: allowed event rows in the batch (from the trailing median); no maximum when None.
     """
-    shares = params.max_null_share
+    shares, plausible = params.max_null_share, params.plausible
     return {
+        "earliest_date": datetime.combine(plausible.earliest_date, time()),
+        # as at ingest: not after now (+ slack); customer records are current, not of the interval
+        "latest_date": max(window_end, utc_now()) + timedelta(days=plausible.future_days),
+        "max_text_chars": plausible.max_text_chars,
         "window_start": window_start,
         "window_end": window_end,
         "price_max": params.price_max,

@@ -22,7 +22,7 @@ from pipelines.extract.suites import REFERENCES, known_flag, suite_name, suite_p
 from retention.atomic import atomic_path
 from retention.db.warehouse import WAREHOUSE, Batch
 from retention.params import ExtractParams
-from retention.quality import QualityService, Report
+from retention.quality import QualityService, Report, data_docs_file
 
 
 class BatchRejected(RuntimeError):
@@ -69,7 +69,7 @@ def validate(
         listed = "\n  ".join(outcome.failed)
         raise BatchRejected(
             f"batch {outcome.batch_id} failed {len(outcome.failed)} critical expectation(s) and was "
-            f"quarantined (nothing published):\n  {listed}\nGX Data Docs: {outcome.docs_url}"
+            f"quarantined (nothing published):\n  {listed}\nGX Data Docs: {data_docs_file(quality.runtime_dir, outcome.docs_url)}"
         )
     return outcome
 

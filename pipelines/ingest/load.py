@@ -11,12 +11,12 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Literal, cast
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, Insert, select
+from sqlalchemy import Connection, Engine, Insert, bindparam, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
 from pipelines.ingest import readers
@@ -25,13 +25,14 @@ from retention.contract import (
     EVENT_COLUMNS,
     Checker,
     ContractError,
+    Limits,
     plain_events,
     validate_customers,
     validate_events,
     validate_products,
     validate_reviews,
 )
-from retention.db.models import Customer, Event, Product
+from retention.db.models import Customer, Event, Order, Product
 from retention.db.shop import ShopBatch, record_load, write_shop_batch
 from retention.params import IngestParams
 
@@ -76,6 +77,16 @@ class IngestResult:
     load_id: int
     rows_read: int
     inserted: dict[str, int]
+
+
+def limits(params: IngestParams) -> Limits:
+    """The contract's plausibility limits as of now (params.yaml `ingest.plausible`)."""
+    plausible = params.plausible
+    return Limits(
+        earliest=datetime.combine(plausible.earliest_date, time()),
+        latest=utc_now() + timedelta(days=plausible.future_days),
+        max_text_chars=plausible.max_text_chars,
+    )
 
 
 def parse_mapping(text: str | None) -> dict[str, str]:
@@ -137,18 +148,7 @@ def ingest(engine: Engine, request: IngestRequest, params: IngestParams) -> Inge
     problems: list[str] = []
     batch, rows_read = _read_and_validate(request, params, problems)
     if problems:
-        with engine.begin() as connection:
-            record_load(
-                connection,
-                kind="ingest",
-                source=source,
-                content_hash=content_hash,
-                status="rejected",
-                started_at=started,
-                rows_read=0,
-                rows_inserted=0,
-                detail={"problems": problems},
-            )
+        _record_rejection(engine, source, content_hash, started, problems)
         raise ContractError(problems)
 
     log.info("validated %s: %s rows; writing", source, f"{rows_read:,}")
@@ -177,7 +177,13 @@ def ingest_events(
         ContractError: an event breaks the contract; nothing was stored.
     """
     started = utc_now()
-    check = Checker(source="events", first_row=0, row_word="event", max_rows=params.max_reported_rows)
+    check = Checker(
+        source="events",
+        first_row=0,
+        row_word="event",
+        max_rows=params.max_reported_rows,
+        limits=limits(params),
+    )
     unknown = sorted(set(records.columns) - set(EVENT_COLUMNS))
     if unknown:
         check.problems.append(
@@ -209,28 +215,171 @@ def _store(
     rows_read: int,
     fmt: str,
 ) -> IngestResult:
-    """Write a validated batch and its load record in one transaction."""
+    """Write a validated batch and its load record in one transaction.
+
+    An order already stored (an overlapping file adds a line to it) is recomputed from all its
+    stored purchase events, so `orders` always agrees with `events`; an order stored for another
+    customer refuses the whole load.
+    """
+    try:
+        with engine.begin() as connection:
+            gaining = _orders_gaining_lines(
+                connection, batch.events, _stored_orders(connection, batch.orders, source)
+            )
+            now = utc_now()
+            inserted = write_shop_batch(connection, batch, now)
+            inserted["orders"] += _recompute_orders(connection, gaining, now)
+            load_id = record_load(
+                connection,
+                kind="ingest",
+                source=source,
+                content_hash=content_hash,
+                status="loaded",
+                started_at=started,
+                rows_read=rows_read,
+                rows_inserted=sum(inserted.values()),
+                detail={"inserted": inserted, "format": fmt},
+            )
+    except ContractError as error:  # rolled back; the refusal is still recorded
+        _record_rejection(engine, source, content_hash, started, error.problems)
+        raise
+    return IngestResult(load_id=load_id, rows_read=rows_read, inserted=inserted)
+
+
+def _record_rejection(
+    engine: Engine, source: str, content_hash: str, started: datetime, problems: list[str]
+) -> None:
     with engine.begin() as connection:
-        inserted = write_shop_batch(connection, batch, utc_now())
-        load_id = record_load(
+        record_load(
             connection,
             kind="ingest",
             source=source,
             content_hash=content_hash,
-            status="loaded",
+            status="rejected",
             started_at=started,
-            rows_read=rows_read,
-            rows_inserted=sum(inserted.values()),
-            detail={"inserted": inserted, "format": fmt},
+            rows_read=0,
+            rows_inserted=0,
+            detail={"problems": problems},
         )
-    return IngestResult(load_id=load_id, rows_read=rows_read, inserted=inserted)
+
+
+CHUNK = 5000  # keys per IN (...) list: well inside SQLite's and PostgreSQL's parameter limits
+
+
+def _stored_orders(connection: Connection, orders: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The batch's orders that are already stored (order_id, customer_id).
+
+    Raises:
+        ContractError: a stored order belongs to another customer than the batch's lines.
+    """
+    if orders.empty:
+        return pd.DataFrame(columns=["order_id", "customer_id"])
+    ids = orders["order_id"].tolist()
+    stored = pd.DataFrame(
+        [
+            row
+            for start in range(0, len(ids), CHUNK)
+            for row in connection.execute(
+                select(Order.order_id, Order.customer_id).where(
+                    Order.order_id.in_(ids[start : start + CHUNK])
+                )
+            )
+        ],
+        columns=["order_id", "customer_id"],
+    )
+    both = orders[["order_id", "customer_id"]].merge(stored, on="order_id", suffixes=("", "_stored"))
+    foreign = both[both["customer_id"] != both["customer_id_stored"]]
+    if len(foreign):
+        shown = ", ".join(
+            f"'{r.order_id}' (stored for '{r.customer_id_stored}', here '{r.customer_id}')"
+            for r in foreign.head(5).itertuples()
+        )
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        raise ContractError(
+            [f"{source}: column 'order_id': order already stored for another customer: {shown}{more}"]
+        )
+    return stored
+
+
+def _orders_gaining_lines(connection: Connection, events: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
+    """The stored orders to which the batch adds a purchase line that is not stored yet.
+
+    Only those can change, and the events table has no index on order_id: a file loaded again adds
+    no line, so it recomputes nothing (recomputing every order doubled a 100k-line reload's time).
+    """
+    if stored.empty:
+        return stored
+    lines = events[(events["event_type"] == "purchase") & events["order_id"].isin(stored["order_id"])]
+    ids = lines["event_id"].tolist()
+    known: set[str] = set()
+    for start in range(0, len(ids), CHUNK):
+        known |= _stored_keys(connection, Event.event_id, ids[start : start + CHUNK])
+    gaining = lines.loc[~lines["event_id"].isin(known), "order_id"].unique()
+    return stored[stored["order_id"].isin(gaining)]
+
+
+def _recompute_orders(connection: Connection, orders: pd.DataFrame, now: datetime) -> int:
+    """Set the items, total and time of stored orders from all their purchase events.
+
+    Args:
+        connection: inside the transaction that wrote the events.
+        orders: order_id and customer_id of the orders to recompute.
+        now: the `updated_at` of changed orders (extraction picks them up again).
+
+    Returns:
+        How many orders changed.
+    """
+    changes: list[dict[str, object]] = []
+    for start in range(0, len(orders), CHUNK):
+        chunk = orders.iloc[start : start + CHUNK]
+        ids, customers = chunk["order_id"].tolist(), chunk["customer_id"].unique().tolist()
+        lines = (
+            select(
+                Event.order_id,
+                func.max(Event.ts).label("ts"),
+                func.sum(Event.quantity).label("n_items"),
+                func.sum(Event.quantity * Event.price).label("amount"),
+                (func.count(Event.price) == func.count()).label("priced"),
+            )
+            # customer_id first: it is indexed (order_id is not), and the order's customer is known
+            .where(Event.customer_id.in_(customers), Event.order_id.in_(ids), Event.event_type == "purchase")
+            .group_by(Event.order_id)
+        )
+        current = {
+            row.order_id: (row.ts, row.n_items, row.total_amount)
+            for row in connection.execute(
+                select(Order.order_id, Order.ts, Order.n_items, Order.total_amount).where(
+                    Order.order_id.in_(ids)
+                )
+            )
+        }
+        for row in connection.execute(lines):
+            total = round(float(row.amount), 2) if row.priced and row.amount is not None else None
+            recomputed = (row.ts, int(row.n_items), total)
+            if recomputed != current[row.order_id]:
+                changes.append(
+                    {"key": row.order_id, "ts": row.ts, "n_items": recomputed[1], "total": total, "now": now}
+                )
+    if changes:
+        connection.execute(
+            update(Order)
+            .where(Order.order_id == bindparam("key"))
+            .values(
+                ts=bindparam("ts"),
+                n_items=bindparam("n_items"),
+                total_amount=bindparam("total"),
+                updated_at=bindparam("now"),
+            ),
+            changes,
+        )
+    return len(changes)
 
 
 def _read_and_validate(
     request: IngestRequest, params: IngestParams, problems: list[str]
 ) -> tuple[ShopBatch, int]:
-    max_rows = params.max_reported_rows
-    event_check = readers.checker_for(request.events, max_rows)
+    max_rows, bounds = params.max_reported_rows, limits(params)
+    event_check = readers.checker_for(request.events, max_rows, bounds)
     checks = [event_check]
     products = customers = reviews = pd.DataFrame()
 
@@ -249,7 +398,7 @@ def _read_and_validate(
         )
         reviews = validate_reviews(event_check, raw_reviews) if len(raw_reviews.columns) else raw_reviews
         if request.products:
-            check = readers.checker_for(request.products, max_rows)
+            check = readers.checker_for(request.products, max_rows, bounds)
             checks.append(check)
             products = validate_products(check, readers.read_movielens_items(request.products, check))
     else:
@@ -264,7 +413,7 @@ def _read_and_validate(
             ("reviews", request.reviews, validate_reviews),
         ):
             if path is not None:
-                check = readers.checker_for(path, max_rows)
+                check = readers.checker_for(path, max_rows, bounds)
                 checks.append(check)
                 frame = readers.read_contract_file(path, request.mapping, check, required=False)
                 side[name] = validate(check, frame) if not check.problems else frame
@@ -337,7 +486,7 @@ def plain_event_rows(
     builds) gives None, and the caller uses `ingest_events`. Keys are derived as `_event_rows`
     derives them for the request as a file, so a resent event is recognised either way.
     """
-    rows = plain_events(records, params.default_event_type)
+    rows = plain_events(records, params.default_event_type, limits(params))
     if rows is None or any(row["order_id"] is not None for row in rows):
         return None
     times = [cast(datetime, row["ts"]) for row in rows]  # plain_events gives datetimes

@@ -43,6 +43,11 @@ class Customer(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
+# Contact details (personal data) per shop table: they stay in the shop table. Extraction never
+# stages them and the warehouse has no column for them; exports join them at read time.
+CONTACT_COLUMNS: dict[str, tuple[str, ...]] = {"customers": ("email",)}
+
+
 class Product(Base):
     """A catalogue item. Items seen only in an event log have no category, title or price."""
 

@@ -107,3 +107,20 @@ class CampaignTarget(Base):
     features: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # model inputs at as-of
     returned: Mapped[bool | None] = mapped_column(Boolean)  # purchased within the horizon
     revenue: Mapped[float | None] = mapped_column(Float)  # spend within the horizon
+
+
+class Erasure(Base):
+    """Audit of a right-to-erasure request: when, by whom, how many customers, rows removed per store.
+
+    Holds no personal data: no customer id, e-mail or digest of either.
+    """
+
+    __tablename__ = "platform_erasures"
+
+    erasure_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    erased_at: Mapped[datetime] = mapped_column(DateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    n_customers: Mapped[int] = mapped_column(Integer)
+    removed: Mapped[dict[str, int]] = mapped_column(JSON)  # {store: rows or files removed}

@@ -1,9 +1,12 @@
 """The platform's own tables: validated warehouse copies of the shop tables, batches, quarantine, features.
 
-The warehouse tables (`wh_<shop table>`) hold exactly the columns of their shop table plus the
+The warehouse tables (`wh_<shop table>`) hold the columns of their shop table, less its contact
+details (`retention.db.models.CONTACT_COLUMNS`, personal data that stays in the shop table), plus the
 `batch_id` that last wrote each row. They carry no foreign keys or CHECK constraints: the Great
 Expectations suites are the gate, and a row only arrives here after its batch passed them.
-Downstream (features, training, campaigns) reads only these tables, never the shop's.
+Downstream (features, training, campaigns) reads only these tables, never the shop's; the one
+exception is consent and e-mail, which exports read from `customers` at read time, so a withdrawal
+counts at once (`pipelines.campaigns.store.customer_contacts`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from sqlalchemy import JSON, Column, DateTime, Float, Index, Integer, String, Ta
 from sqlalchemy.orm import Mapped, mapped_column
 
 from retention.db.base import ID, Base
-from retention.db.models import Customer, Event, Order, Product, Review
+from retention.db.models import CONTACT_COLUMNS, Customer, Event, Order, Product, Review
 
 SHOP_MODELS = {
     "customers": Customer,
@@ -28,10 +31,18 @@ SHOP_MODELS = {
 FACT_TIME = {"events": "ts", "orders": "ts", "reviews": "ts"}
 
 
+def extracted_columns(name: str) -> list[str]:
+    """The columns of shop table `name` that extraction reads and the warehouse keeps (no contact details)."""
+    contact = CONTACT_COLUMNS.get(name, ())
+    return [c.name for c in SHOP_MODELS[name].__table__.columns if c.name not in contact]
+
+
 def _warehouse_table(name: str, model: type[Base], indexes: list[tuple[str, ...]]) -> Table:
+    kept = set(extracted_columns(name))
     columns = [
         Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
         for c in model.__table__.columns
+        if c.name in kept
     ]
     table_name = f"wh_{name}"
     return Table(
@@ -53,9 +64,15 @@ WAREHOUSE: dict[str, Table] = {
 
 
 class Batch(Base):
-    """One extraction attempt per data interval: its outcome, counts and validation summary.
+    """One row per data interval: the outcome of its latest attempt, its counts and validation summary.
 
-    A rerun of the same interval updates its row (attempts + 1) instead of adding one.
+    A rerun of the same interval updates its row (attempts + 1) instead of adding one. `status`,
+    `finished_at`, `rows_read`, `failed`, `warnings` and `docs_url` describe the latest attempt;
+    `rows_changed` is what publishing this interval changed in the warehouse, summed over its
+    attempts, so a rerun that finds nothing new (all zeros) keeps the first publish's counts.
+    `attempt_history` keeps each attempt's own record (attempt, finished_at, status, rows_read,
+    rows_changed), oldest first; rows written before it existed start with one entry for the
+    attempt they describe.
     """
 
     __tablename__ = "platform_batches"
@@ -68,8 +85,10 @@ class Batch(Base):
     finished_at: Mapped[datetime] = mapped_column(DateTime)
     interval_events: Mapped[int] = mapped_column(Integer)  # events with ts inside the interval
     rows_read: Mapped[dict[str, int]] = mapped_column(JSON)  # per table: rows in the extracted batch
-    # per table: rows new or changed in the warehouse
+    # per table: rows new or changed in the warehouse by this interval's publishes (never reset by a rerun)
     rows_changed: Mapped[dict[str, int]] = mapped_column(JSON)
+    # one entry per attempt: what it found and changed, so a rerun never hides the first publish
+    attempt_history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     failed: Mapped[list[str]] = mapped_column(JSON)  # critical expectations that failed
     warnings: Mapped[list[str]] = mapped_column(JSON)  # warning-level expectations that failed
     docs_url: Mapped[str | None] = mapped_column(Text)  # GX Data Docs page of this validation

@@ -87,6 +87,29 @@ def test_dagbag_imports_without_errors(airflow_env: dict[str, str]) -> None:
         "score_shard",
         "validate_list",
     ]
+    assert report["dags"]["housekeeping"] == ["enforce_retention"]  # the retention periods, daily
+
+
+def test_every_task_retries_with_backoff_has_a_timeout_and_alerts_on_failure(
+    airflow_env: dict[str, str],
+) -> None:
+    from retention.params import load_params
+
+    report = _dagbag_report(
+        "{f'{d}.{t.task_id}': [t.retries, t.retry_exponential_backoff, "
+        "t.execution_timeout.total_seconds() if t.execution_timeout else None, "
+        "[f'{c.__module__}.{c.__name__}' for c in (t.on_failure_callback if isinstance("
+        "t.on_failure_callback, list) else [t.on_failure_callback] if t.on_failure_callback else [])]] "
+        "for d, dag in bag.dags.items() for t in dag.tasks}",
+        airflow_env,
+    )
+    operations = load_params(ROOT / "params.yaml").operations
+    assert len(report) >= 20  # every task of every DAG
+    for task, (retries, backoff, timeout, callbacks) in report.items():
+        training = task.startswith("train_models.")
+        minutes = operations.training_timeout_minutes if training else operations.task_timeout_minutes
+        assert (retries, backoff, timeout) == (operations.retries, 2.0, minutes * 60.0), task
+        assert callbacks == ["pipelines.operations.alert_on_failure"], task
 
 
 def test_training_dag_is_scheduled_on_the_features_asset(airflow_env: dict[str, str]) -> None:

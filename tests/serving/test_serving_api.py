@@ -14,7 +14,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from pipelines.campaigns.store import CONTACT, EXPORT_COLUMNS, EXPORTED_ARMS, campaign_targets
-from retention.db.warehouse import WAREHOUSE
+from retention.db.models import Customer
 from serving.auth import Role, Tokens, TokensError, ensure_tokens, load_tokens, tokens_path
 from serving.settings import ServingSettings, ServingSettingsError
 from tests.serving.conftest import (
@@ -132,7 +132,9 @@ def test_generated_tokens_are_private_kept_and_overridable(tmp_path: Path) -> No
 
 
 def test_serve_shows_new_tokens_once_and_the_tokens_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    migrated_home: Path,  # `retention serve` refuses a home without a platform database
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import typer
     import uvicorn
@@ -244,8 +246,8 @@ def test_csv_export_rows_columns_and_contacts(served: Served) -> None:
     assert list(exported.columns) == EXPORT_COLUMNS
     assert exported["customer_id"].tolist() == listed["customer_id"].tolist()
     assert exported["recommended_product_ids"].iloc[0] == " ".join(listed["recommendations"].iloc[0])
-    # and an e-mail exactly for the consenting customers of the treatment arm
-    customers = WAREHOUSE["customers"]
+    # and an e-mail exactly for the consenting customers of the treatment arm (read from the shop table)
+    customers = Customer.__table__
     with served.engine.connect() as connection:
         rows = connection.execute(
             select(customers.c.customer_id, customers.c.email, customers.c.marketing_consent)

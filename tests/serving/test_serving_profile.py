@@ -106,7 +106,7 @@ def test_the_campaign_history_shows_offers_and_measured_responses(profile: dict)
 
 
 def test_the_profile_never_shows_contact_details(served: Served, in_both_campaigns: str) -> None:
-    email = _scalar(served, f"SELECT email FROM wh_customers WHERE customer_id = '{in_both_campaigns}'")
+    email = _scalar(served, f"SELECT email FROM customers WHERE customer_id = '{in_both_campaigns}'")
     body = _get(served, f"/customers/{in_both_campaigns}/profile").text
     assert email and email not in body and "email" not in body and "@" not in body
 

@@ -375,7 +375,7 @@ def test_a_tokens_file_in_clear_still_works_and_serve_migrates_it(
     assert again is not None and not again.migrated and not again.generated
 
 
-def test_serve_shows_migrated_tokens_one_last_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_shows_migrated_tokens_one_last_time(migrated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import typer
     from typer.testing import CliRunner
 
@@ -385,7 +385,7 @@ def test_serve_shows_migrated_tokens_one_last_time(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
     for name in ("RETENTION_API_MARKETING_TOKEN", "RETENTION_API_ADMIN_TOKEN", "RETENTION_API_EVENTS_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    home = Path(os.environ["RETENTION_HOME"]).resolve()
+    home = migrated_home.resolve()  # serve refuses a home without a platform database
     path = tokens_path(home)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     path.write_text(json.dumps({"marketing": "m" * 43, "admin": "a" * 43}))

@@ -174,10 +174,13 @@ def test_train_registers_pyfuncs_and_reuses_them_on_unchanged_data(small_shop: P
         mlflow.set_tracking_uri(f"sqlite:///{small_shop / 'mlflow.db'}")
         assert len(mlflow.MlflowClient().search_model_versions(f"name = '{name}'")) == 1
         runs = _runs(small_shop, kind)
-        assert (runs["tags.kind"] == "train").sum() == 1
+        trainings = runs["tags.kind"] == "train"
+        assert (trainings & (runs["tags.role"] == "model")).sum() == 1  # reused, not trained again
+        assert (trainings & (runs["tags.role"] == "baseline")).sum() == 3  # its baselines, once
         # The registered pyfunc loads on its own and predicts from its logged input example.
         local = mlflow.artifacts.download_artifacts(f"models:/{name}/1")
         example = mlflow.models.Model.load(local).load_input_example(local)
+        assert example["customer_id"].str.startswith("example-").all()  # no real customer's id
         loaded = mlflow.pyfunc.load_model(f"models:/{name}/1")
         assert loaded.metadata.signature is not None
         output = loaded.predict(example)

@@ -87,7 +87,15 @@ def test_gate_rejects_worse_promotes_better_and_rollback_restores(env, tmp_path:
     assert champion == "1"
     tags = client.get_model_version(NAME, worse).tags
     assert tags["gate.decision"] == "rejected" and tags["gate.reason"] == decision.reason
-    assert float(tags["gate.challenger.roc_auc"]) < float(tags["gate.champion.roc_auc"])
+    # a few short tags for the registry page, the whole decision in one JSON artifact of the run
+    assert (tags["gate.primary_metric"], tags["gate.compared_with"]) == ("roc_auc", "champion v1")
+    assert float(tags["gate.margin"]) < 0
+    assert not [k for k in tags if k.startswith(("gate.challenger", "gate.champion.", "gate.baseline"))]
+    run_id = client.get_model_version(NAME, worse).run_id
+    recorded = mlflow.artifacts.load_dict(f"runs:/{run_id}/{tags['gate.decision_file']}")
+    assert recorded["action"] == "rejected" and recorded["reason"] == decision.reason
+    assert recorded["metrics"]["challenger"]["roc_auc"] < recorded["metrics"]["champion"]["roc_auc"]
+    assert recorded["metrics"]["summary"]["margin"] == pytest.approx(float(tags["gate.margin"]), abs=1e-4)
     assert audit[-1]["action"] == "rejected" and audit[-1]["metrics"]["champion"]["roc_auc"] > 0
     # Deciding again is a no-op that returns the recorded decision.
     assert run_gate(engine, settings, params, "return", worse).action == "rejected"
@@ -98,7 +106,7 @@ def test_gate_rejects_worse_promotes_better_and_rollback_restores(env, tmp_path:
     assert result.exit_code == 0, result.output
     better = register_variant(env, noise=0.0, tmp=tmp_path)
     decision = run_gate(engine, settings, params, "return")
-    assert decision.action == "promoted" and decision.champion_before == worse
+    assert decision.action == "promoted" and decision.champion_before == worse, decision.reason
     client, champion, audit = _state(env)
     assert champion == better
     assert registry.alias_version(client, NAME, registry.CHALLENGER) is None  # it serves now

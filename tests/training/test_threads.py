@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +15,16 @@ import torch
 from pydantic import ValidationError
 
 from retention.params import TrainerParams
+from training import threads
 from training.loaders import TensorBatches, tensor_loader
-from training.threads import available_cores, thread_settings
+from training.threads import (
+    SLOTS,
+    ShareThreads,
+    available_cores,
+    running_trainings,
+    thread_settings,
+    training_slot,
+)
 
 BASE: dict[str, Any] = {
     "accelerator": "cpu",
@@ -56,6 +68,79 @@ def test_params_without_the_new_keys_still_validate() -> None:
         _params(threads=0)
     with pytest.raises(ValidationError):
         _params(threads="many")
+    with pytest.raises(ValidationError, match="concurrent_trainings"):
+        _params(concurrent_trainings=0)
+
+
+@pytest.fixture
+def other_training(tmp_path: Path) -> Iterator[Path]:
+    """A slot held by another live process of this host (a sleeping child)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    slot = tmp_path / SLOTS / f"{socket.gethostname()}-{child.pid}"
+    slot.parent.mkdir(parents=True, exist_ok=True)
+    slot.touch()
+    try:
+        yield slot
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_auto_concurrency_counts_the_trainings_running_on_this_host(
+    tmp_path: Path, other_training: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    auto = _params(threads="auto", concurrent_trainings="auto")
+    other_training.unlink()
+    with training_slot(tmp_path) as slot:  # alone: every core
+        assert slot.name == f"{socket.gethostname()}-{os.getpid()}"
+        assert running_trainings(tmp_path / SLOTS) == 1
+        assert thread_settings(auto).intra_op == 8
+        other_training.touch()  # a second training starts: half each
+        assert thread_settings(auto).intra_op == 4
+    assert not slot.exists()  # released
+    assert running_trainings(tmp_path / SLOTS) == 1  # the other one
+
+
+def test_slots_of_dead_processes_are_not_counted(tmp_path: Path) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = tmp_path / SLOTS / f"{socket.gethostname()}-{int(dead.stdout)}"
+    stale.parent.mkdir(parents=True)
+    stale.touch()
+    assert running_trainings(tmp_path / SLOTS) == 0
+    assert not stale.exists()
+
+
+def test_a_training_follows_its_share_when_another_starts_and_ends(
+    tmp_path: Path, other_training: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)
+    other_training.unlink()
+    before = torch.get_num_threads()
+    try:
+        with training_slot(tmp_path):
+            callback = ShareThreads(_params(threads="auto", concurrent_trainings="auto"), 4, 1)
+            callback.setup(None, None, "fit")  # type: ignore[arg-type]
+            assert torch.get_num_threads() == 4
+            other_training.touch()
+            callback.checked -= 2  # a second has passed
+            callback.on_train_batch_start(None, None)  # type: ignore[arg-type]
+            assert torch.get_num_threads() == 2
+            other_training.unlink()
+            callback.on_train_batch_start(None, None)  # type: ignore[arg-type]
+            assert torch.get_num_threads() == 2  # re-counted at most once a second
+            callback.checked -= 2
+            callback.on_validation_batch_start(None, None)  # type: ignore[arg-type]
+            assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_ranks_of_a_data_parallel_fit_split_the_training_share() -> None:
+    callback = ShareThreads(_params(threads="auto", concurrent_trainings=1), 4, 2)
+    assert callback.threads == 2 and not callback.adaptive
 
 
 def test_configure_threads_sets_torch_in_a_fresh_process() -> None:

@@ -6,7 +6,10 @@ Fit at as-of T with horizon H (only rows before T are read):
    and whether they purchased within the next w days (`dataset.build_examples`).
 2. Time-based split at T_v = T - validation_share of the cutoffs' span: training rows are the
    cutoffs whose w days end by T_v, validation rows the cutoffs from T_v on.
-3. `ensemble` networks (successive seeds) are trained with early stopping on val_loss. A Platt
+3. `ensemble` networks (successive seeds) are trained with early stopping on val_loss (with
+   `return.dp` enabled: by DP-SGD, see `privacy.py`). A SIGTERM stops the ensemble at an epoch's
+   end; the same call then loads the networks that had finished and resumes the one that had
+   not (`trainer.fit`), so the result equals an uninterrupted fit's. A Platt
    scaling of the averaged hazard logit is fitted on the validation rows. Brier, ROC-AUC and a
    reliability curve are measured by rolling out from T_v for min(H, T - T_v) days, where the
    labels are fully observed before T: the long-horizon check of the whole method.
@@ -21,6 +24,7 @@ rolled state; the features whose occlusion moves p_return most, either way, come
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -32,6 +36,7 @@ import torch
 
 from feature_store.events import EventLog
 from feature_store.frames import Frames
+from retention.atomic import atomic_path
 from retention.params import Params, params_sections, saved_params
 from training.churn.dataset import (
     CustomerInputs,
@@ -52,9 +57,11 @@ from training.churn.model import (
     bins_for,
     return_probability,
 )
+from training.churn.privacy import PrivacyPlan, plan_privacy, privacy_report
 from training.plots import reliability_table
 from training.protocol import return_metrics
-from training.trainer import FitResult, fit
+from training.tracking import params_hash
+from training.trainer import FitResult, fit, raise_if_stopped
 
 log = logging.getLogger("retention.training")
 DAY = pd.Timedelta(days=1)
@@ -63,6 +70,7 @@ WEIGHTS_FILE = "network_{}.pt"
 SAVED_SECTIONS = ("features", "return", "training")  # what a loaded model reads of its params
 PREDICT_ROWS = 4096  # customers scored per chunk (bounds memory: K bins x ensemble states)
 CALIBRATION_STEPS = 100  # L-BFGS iterations of the two-parameter Platt scaling
+ENSEMBLE_FILE = "ensemble.json"  # an ensemble fit in progress: its key (gone once every network finished)
 
 
 class ReturnModelError(ValueError):
@@ -93,6 +101,16 @@ def _sample(examples: SurvivalExamples, most: int, seed: int) -> SurvivalExample
     return examples.take(rows)
 
 
+def _digest(params: Params, *parts: dict[str, np.ndarray]) -> str:
+    """A key of the fits' parameters and rows: a resumed ensemble reuses only networks of the same key."""
+    digest = hashlib.sha256(params_hash(params_sections(params, SAVED_SECTIONS)).encode())
+    for arrays in parts:
+        for name in sorted(arrays):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(arrays[name]).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _tensors(encoded: EncodedInputs, rows: slice) -> dict[str, torch.Tensor]:
     return {key: torch.from_numpy(getattr(encoded, key)[rows]) for key in INPUT_KEYS}
 
@@ -107,6 +125,8 @@ class ReturnModel:
     Attributes:
         fit_result: the first network's validated fit (its history shows the early stopping).
         fit_results: every fit, in order (validated fits, then the refits).
+        privacy: with `return.dp` enabled, the DP-SGD budget spent (`privacy.privacy_report`:
+            epsilon, delta, max_grad_norm, noise_multiplier, ...); empty otherwise.
         validation: at the time split T_v (`as_of`) for `horizon_days` = min(H, T - T_v): brier,
             brier_uncalibrated, roc_auc, log_loss, base_rate, n_users, reliability (DataFrame
             p_mean, observed, count); val_loss and val_loss_uncalibrated (next-bin loss of the
@@ -129,31 +149,106 @@ class ReturnModel:
         self.fit_results: list[FitResult] = []
         self.validation: dict = {}
         self.feature_importance = pd.DataFrame({"feature": [], "importance": []})
+        self.privacy: dict[str, float] = {}
         self._rolled: _RolledCache | None = None
 
     # -- fitting ------------------------------------------------------------------------------
 
-    def _network(self, n_features: int, seed: int) -> ReturnNetwork:
+    def _network(self, n_features: int, seed: int, private: bool = False) -> ReturnNetwork:
         torch.manual_seed(seed)  # initial weights depend on the seed only
         c = self.config
-        return ReturnNetwork(n_features, c.hidden_size, c.sequence_size, c.event_embedding, c.dropout)
+        return ReturnNetwork(
+            n_features, c.hidden_size, c.sequence_size, c.event_embedding, c.dropout, private=private
+        )
 
     def _train(
-        self, seed: int, train: dict, val: dict, folder: str, max_epochs: int | None = None
+        self,
+        seed: int,
+        train: dict,
+        val: dict,
+        folder: str,
+        max_epochs: int | None = None,
+        privacy: PrivacyPlan | None = None,
+        key: str = "",
+        reuse_finished: bool = False,
     ) -> tuple[ReturnNetwork, FitResult]:
         c = self.config
-        network = self._network(train["features"].shape[1], seed)
-        module = ReturnModule(network, c.learning_rate, c.weight_decay)
+        network = self._network(train["features"].shape[1], seed, private=privacy is not None)
+        module = ReturnModule(network, c.learning_rate, c.weight_decay, privacy)
         update: dict = {"seed": seed} | ({"max_epochs": max_epochs} if max_epochs else {})
         trainer_params = self.params.training.model_copy(update=update)
-        result = fit(
-            module,
-            ReturnDataModule(train, val, c.batch_size, self.params.training.dataloader_workers),
-            trainer_params,
-            self.run_dir / folder,
-        )
+        workers = self.params.training.dataloader_workers
+        try:
+            result = fit(
+                module,
+                ReturnDataModule(train, val, c.batch_size, workers, poisson=privacy is not None),
+                trainer_params,
+                self.run_dir / folder,
+                key=key,
+                reuse_finished=reuse_finished,
+            )
+        finally:
+            module.close_private()  # also when SIGTERM or an error ended the fit
         self.fit_results.append(result)
-        return network.eval(), result
+        return network.plain().eval(), result
+
+    def _privacy_plan(self, train: dict, customers: np.ndarray) -> PrivacyPlan | None:
+        """The DP-SGD noise of the ensemble's fits on the training rows (None without `return.dp`)."""
+        c = self.config
+        if not c.dp.enabled:
+            return None
+        if self.params.training.devices != 1:
+            raise ReturnModelError(
+                "return.dp.enabled needs training.devices: 1 (DP-SGD is not set up for DDP)"
+            )
+        return plan_privacy(
+            c.dp,
+            len(train["returned"]),
+            c.batch_size,
+            len(np.unique(customers)),
+            c.ensemble,
+            self.params.training.max_epochs,
+        )
+
+    def _train_ensemble(
+        self, train: dict, val: dict, customers: np.ndarray
+    ) -> tuple[list[ReturnNetwork], list[int]]:
+        """The validated networks and their best epoch counts; resumes an ensemble SIGTERM stopped."""
+        c = self.config
+        plan = self._privacy_plan(train, customers)
+        key = _digest(self.params, train, val)
+        marker = self.run_dir / ENSEMBLE_FILE
+        resuming = marker.exists() and json.loads(marker.read_text()).get("key") == key
+        with atomic_path(marker) as tmp:
+            tmp.write_text(json.dumps({"key": key}))
+        networks, epochs = [], []
+        for member in range(c.ensemble):
+            raise_if_stopped(f"return model network {member + 1} of {c.ensemble}")
+            seed = self.params.training.seed + member
+            folder = f"member{member}/validation"
+            network, result = self._train(seed, train, val, folder, None, plan, key, resuming)
+            log.info(
+                "return model: network %d of %d %s (%d epochs)",
+                member + 1,
+                c.ensemble,
+                "loaded, finished before an interruption" if result.reused else "trained",
+                result.epochs,
+            )
+            networks.append(network)
+            losses = [row.get("val_loss", np.inf) for row in result.history]
+            epochs.append(int(np.argmin(losses)) + 1 if losses else result.epochs)
+        marker.unlink()
+        if plan is not None:
+            _, per_customer = np.unique(customers, return_counts=True)
+            self.privacy = privacy_report(plan, [r.epochs for r in self.fit_results], int(per_customer.max()))
+            log.info(
+                "return model: DP-SGD spent epsilon %.3f of %.3f at delta %.2e (noise multiplier %.3f)",
+                self.privacy["epsilon"],
+                plan.target_epsilon,
+                plan.delta,
+                plan.noise_multiplier,
+            )
+        return networks, epochs
 
     def fit(self, history: EventLog, as_of: pd.Timestamp, horizon_days: int) -> None:
         """Fit on the history before `as_of` for horizon `horizon_days`.
@@ -167,7 +262,7 @@ class ReturnModel:
             ReturnModelError: the history is too short for one training and one validation cutoff.
         """
         c, as_of = self.config, pd.Timestamp(as_of)
-        self.fit_results, self._rolled = [], None
+        self.fit_results, self._rolled, self.privacy = [], None, {}
         frames = history.before(as_of).frames()
         step = c.bin_days * c.cutoff_stride
         examples = build_examples(frames, as_of, self.params.features, c.sequence_length, step, c.max_cutoffs)
@@ -196,15 +291,8 @@ class ReturnModel:
         val_rows = (examples.cutoff >= split.to_datetime64()) & (bin_end <= as_of.to_datetime64())
         train = {k: v[train_rows] for k, v in encoded.items()}
         val = {k: v[val_rows] for k, v in encoded.items()}
-        validated, epochs = [], []
-        for member in range(c.ensemble):
-            seed = self.params.training.seed + member
-            network, result = self._train(seed, train, val, f"member{member}/validation")
-            validated.append(network)
-            losses = [row.get("val_loss", np.inf) for row in result.history]
-            epochs.append(int(np.argmin(losses)) + 1 if losses else result.epochs)
+        self.networks, epochs = self._train_ensemble(train, val, examples.inputs.customer_id[train_rows])
         self.fit_result = self.fit_results[0]
-        self.networks = validated
         self.calibration = self._fit_calibration(val)
         self.validation = self._validate(frames, split, as_of, horizon_days, val)
         if c.refit:
@@ -495,6 +583,7 @@ class ReturnModel:
             "horizon_days": self.horizon_days,
             "validation": validation,
             "feature_importance": self.feature_importance.to_dict(orient="list"),
+            "privacy": self.privacy,
         }
         (path / MODEL_FILE).write_text(json.dumps(state, indent=1))
 
@@ -523,4 +612,5 @@ class ReturnModel:
             validation["reliability"] = pd.DataFrame(validation["reliability"])
         model.validation = validation
         model.feature_importance = pd.DataFrame(state["feature_importance"])
+        model.privacy = state.get("privacy", {})  # absent in models saved before DP
         return model

@@ -21,6 +21,7 @@ from typing_extensions import override
 
 from feature_store.core import EVENT_CODES
 from training.churn.encoding import SEQUENCE_NUMERIC
+from training.churn.privacy import PrivacyPlan, PrivateNetwork, poisson_loader
 from training.loaders import TensorBatches, tensor_loader
 
 INPUT_KEYS = ("features", "events", "event_type", "lengths")
@@ -37,6 +38,8 @@ class ReturnNetwork(nn.Module):
         sequence_size: GRU state size.
         event_embedding: size of the event-type embedding.
         dropout: dropout of the tabular MLP.
+        private: use Opacus's `DPGRU` (per-example gradients for DP-SGD); same weights, state_dict
+            keys and outputs as torch's GRU, which `plain` switches back to for inference.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class ReturnNetwork(nn.Module):
         sequence_size: int,
         event_embedding: int,
         dropout: float,
+        private: bool = False,
     ) -> None:
         super().__init__()
         self.tabular = nn.Sequential(
@@ -56,12 +60,25 @@ class ReturnNetwork(nn.Module):
             nn.ReLU(),
         )
         self.event_type = nn.Embedding(len(EVENT_CODES) + 1, event_embedding, padding_idx=0)
-        self.gru = nn.GRU(len(SEQUENCE_NUMERIC) + event_embedding, sequence_size, batch_first=True)
+        gru_input = len(SEQUENCE_NUMERIC) + event_embedding
+        self.gru: nn.Module = nn.GRU(gru_input, sequence_size, batch_first=True)
+        if private:  # torch's GRU runs a fused kernel that Opacus cannot take per-example gradients of
+            from opacus.layers import DPGRU  # type: ignore[import-untyped]
+
+            self.gru = DPGRU(gru_input, sequence_size, batch_first=True)
         self.head = nn.Sequential(
             nn.Linear(hidden_size + sequence_size, hidden_size),
             nn.ReLU(),
             nn.Linear(hidden_size, 1),
         )
+
+    def plain(self) -> ReturnNetwork:
+        """This network with torch's GRU in place of `DPGRU` (the state_dict keys are the same)."""
+        if not isinstance(self.gru, nn.GRU):
+            gru = nn.GRU(self.gru.input_size, self.gru.hidden_size, batch_first=True)
+            gru.load_state_dict(self.gru.state_dict())
+            self.gru = gru
+        return self
 
     def sequence_state(
         self, events: torch.Tensor, event_type: torch.Tensor, lengths: torch.Tensor
@@ -112,15 +129,25 @@ class ReturnModule(pl.LightningModule):
     """Optimisation and logging of a `ReturnNetwork` on next-bin purchase labels.
 
     Args:
-        network: the network.
+        network: the network (built with `private=True` when `privacy` is given).
         learning_rate: AdamW learning rate.
         weight_decay: AdamW weight decay.
+        privacy: train with DP-SGD under this plan (the datamodule must sample Poisson batches);
+            the private wrapper is made in `configure_optimizers`, as Opacus's Lightning example does.
     """
 
-    def __init__(self, network: ReturnNetwork, learning_rate: float, weight_decay: float) -> None:
+    def __init__(
+        self,
+        network: ReturnNetwork,
+        learning_rate: float,
+        weight_decay: float,
+        privacy: PrivacyPlan | None = None,
+    ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["network"])
+        self.save_hyperparameters(ignore=["network", "privacy"])
         self.network = network
+        self.privacy = privacy
+        self.private: PrivateNetwork | None = None
 
     @override
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -128,7 +155,10 @@ class ReturnModule(pl.LightningModule):
 
     def _shared_step(self, batch: list[torch.Tensor], stage: str) -> torch.Tensor:
         named = dict(zip(BATCH_KEYS, batch, strict=True))
-        loss = nn.functional.binary_cross_entropy_with_logits(self(named), named["returned"])
+        # training steps go through the private wrapper (its hooks record per-example gradients)
+        network = self.private.module if self.private is not None and stage == "train" else self.network
+        logits = network(*(named[key] for key in INPUT_KEYS))
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, named["returned"])
         self.log(
             f"{stage}_loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(batch[0])
         )
@@ -144,9 +174,25 @@ class ReturnModule(pl.LightningModule):
 
     @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
+        optimizer = torch.optim.AdamW(
             self.parameters(), lr=self.hparams["learning_rate"], weight_decay=self.hparams["weight_decay"]
         )
+        if self.privacy is None:
+            return optimizer
+        datamodule = getattr(self.trainer, "datamodule", None)
+        assert isinstance(datamodule, ReturnDataModule) and datamodule.poisson, "DP needs Poisson batches"
+        self.private = PrivateNetwork(self.network, optimizer, datamodule.train_dataloader(), self.privacy)
+        return self.private.optimizer
+
+    @override
+    def on_train_end(self) -> None:
+        self.close_private()
+
+    def close_private(self) -> None:
+        """Drop the private wrapper and its hooks (the network stays, trained)."""
+        if self.private is not None:
+            self.private.close()
+            self.private = None
 
 
 class ReturnDataModule(pl.LightningDataModule):
@@ -157,14 +203,21 @@ class ReturnDataModule(pl.LightningDataModule):
         val: arrays of the validation rows.
         batch_size: rows per step.
         workers: DataLoader worker processes (params.yaml `training.dataloader_workers`).
+        poisson: Poisson-sampled training batches (DP-SGD's sampling; `batch_size` is then the
+            expected size).
     """
 
     def __init__(
-        self, train: dict[str, np.ndarray], val: dict[str, np.ndarray], batch_size: int, workers: int = 0
+        self,
+        train: dict[str, np.ndarray],
+        val: dict[str, np.ndarray],
+        batch_size: int,
+        workers: int = 0,
+        poisson: bool = False,
     ) -> None:
         super().__init__()
         self.train_arrays, self.val_arrays, self.batch_size = train, val, batch_size
-        self.workers = workers
+        self.workers, self.poisson = workers, poisson
         self.train: TensorBatches | None = None
         self.val: TensorBatches | None = None
 
@@ -180,7 +233,8 @@ class ReturnDataModule(pl.LightningDataModule):
     @override
     def train_dataloader(self) -> DataLoader:
         assert self.train is not None, "Lightning calls setup first"
-        return tensor_loader(self.train, self.batch_size, shuffle=True, workers=self.workers)
+        loader = tensor_loader(self.train, self.batch_size, shuffle=True, workers=self.workers)
+        return poisson_loader(loader) if self.poisson else loader
 
     @override
     def val_dataloader(self) -> DataLoader:

@@ -8,6 +8,7 @@ declarations instead of branching on the family's name.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -166,6 +167,20 @@ class ModelFamily(ABC):
     def request_fields(self, request: BacktestRequest, params: Params) -> dict[str, Any]:
         """Family-specific protocol fields of metrics.json (none by default)."""
         return {}
+
+    def comparison_plots(
+        self, split: Any, scored: Mapping[str, Scored], folder: Path, params: Params
+    ) -> list[Path]:
+        """The model and its baselines on the same axes, from their scores on one split.
+
+        Args:
+            scored: {name: scores}, the model first.
+            folder: where the PNGs go.
+
+        Returns:
+            The figures (none for a family without comparable curves).
+        """
+        return []
 
     def evaluate(self, split: Any, model: Any, folder: Path, params: Params) -> tuple[Scored, list[Path]]:
         """Fit, score and plot a model on the split (a backtest's or `train`'s evaluation)."""

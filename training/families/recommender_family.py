@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -96,19 +97,18 @@ class RecommenderFamily(ModelFamily):
     def plots(
         self, split: RecSplit, scored: Scored, model: Recommender, folder: Path, params: Params
     ) -> list[Path]:
-        import pandas as pd
-
         from training import plots
-        from training.protocol import ranking_metrics
 
-        recommendations = scored.rows.rename(columns={"user_id": "customer_id", "item_id": "product_id"})
-        ks = list(range(1, max(params.evaluation.ks) + 1))
-        recall = [
-            ranking_metrics(split, recommendations[recommendations["rank"] <= k], [k])[f"recall@{k}"]
-            for k in ks
-        ]
-        curve = pd.DataFrame({"k": ks, "recall": recall})
-        return [plots.recall_at_k_plot(curve, folder / "recall_at_k.png")]
+        return [plots.recall_at_k_plot(_recall_curve(split, scored, params), folder / "recall_at_k.png")]
+
+    def comparison_plots(
+        self, split: RecSplit, scored: Mapping[str, Scored], folder: Path, params: Params
+    ) -> list[Path]:
+        from training import plots
+
+        folder.mkdir(parents=True, exist_ok=True)
+        curves = {name: _recall_curve(split, s, params) for name, s in scored.items()}
+        return [plots.recall_at_k_plot(curves, folder / "recall_at_k.png")]
 
     def evaluate_fitted(self, split: RecSplit, model: SASRecRecommender, params: Params) -> dict[str, Any]:
         from training.protocol import ranking_metrics, recommend
@@ -131,3 +131,17 @@ class RecommenderFamily(ModelFamily):
 
     def request_fields(self, request: BacktestRequest, params: Params) -> dict[str, Any]:
         return {"exclude_seen": request.exclude_seen, "ks": params.evaluation.ks}
+
+
+def _recall_curve(split: RecSplit, scored: Scored, params: Params) -> pd.DataFrame:
+    """recall@K of one model's ranked lists for K = 1 .. the largest protocol K."""
+    import pandas as pd
+
+    from training.protocol import ranking_metrics
+
+    recommendations = scored.rows.rename(columns={"user_id": "customer_id", "item_id": "product_id"})
+    ks = list(range(1, max(params.evaluation.ks) + 1))
+    recall = [
+        ranking_metrics(split, recommendations[recommendations["rank"] <= k], [k])[f"recall@{k}"] for k in ks
+    ]
+    return pd.DataFrame({"k": ks, "recall": recall})

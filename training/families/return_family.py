@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -113,6 +114,20 @@ class ReturnFamily(ModelFamily):
                 )
             )
         return figures
+
+    def comparison_plots(
+        self, split: ReturnSplit, scored: Mapping[str, Scored], folder: Path, params: Params
+    ) -> list[Path]:
+        from training import plots
+
+        folder.mkdir(parents=True, exist_ok=True)
+        y, scores = split.returned, {name: s.scores for name, s in scored.items()}
+        return [
+            plots.roc_plot(y, scores, folder / "roc.png"),
+            plots.pr_plot(y, scores, folder / "pr.png"),
+            plots.calibration_plot(y, scores, folder / "reliability.png"),
+            plots.gain_plot(y, scores, folder / "gain.png"),
+        ]
 
     def evaluate_fitted(self, split: ReturnSplit, model: ReturnScorer, params: Params) -> dict[str, Any]:
         from training.protocol import aligned_scores, return_metrics

@@ -22,9 +22,10 @@ from pipelines.campaigns.run import (
     write_staged,
 )
 from pipelines.campaigns.score import CampaignError
-from pipelines.campaigns.store import campaign_targets, get_campaign, list_campaigns
+from pipelines.campaigns.store import campaign_targets, export_frame, get_campaign, list_campaigns
 from retention.db import create_db_engine
 from retention.params import load_params
+from retention.paths import home_path
 from retention.settings import Settings
 
 AS_OF = datetime(2026, 4, 1)
@@ -88,11 +89,15 @@ def test_campaign_follows_its_rules_and_reruns_without_change(on_trained_platfor
         assert set(products) <= active_products
         assert not any((customer, p) in bought for p in products)
     assert targets["reasons"].map(len).min() >= 1
-    # The CSV export: one row per listed target, e-mail only for consenting customers to contact.
-    csv = pd.read_csv(campaign["exports"]["csv"])
+    # The stored CSV export: one row per listed target, and no e-mail (an address at rest would
+    # outlive a withdrawal); the export pulled now has e-mail only for consenting customers to contact.
+    csv = pd.read_csv(home_path(Settings.from_env().home, campaign["exports"]["csv"]))  # stored home-relative
     assert len(csv) == len(targets)
-    assert csv.loc[csv["action"] != "contact", "email"].isna().all()
-    assert csv.loc[csv["action"] == "contact", "email"].notna().all()
+    assert csv["email"].isna().all()
+    pulled = export_frame(engine, "winback-2026-04-01")
+    assert pulled["customer_id"].tolist() == csv["customer_id"].astype(str).tolist()
+    assert pulled.loc[pulled["action"] != "contact", "email"].isna().all()
+    assert pulled.loc[pulled["action"] == "contact", "email"].notna().all()
     # A rerun of the same interval rebuilds the same list and changes nothing.
     again = runner.invoke(app, ["campaigns", "run", "--as-of", "2026-04-01"])
     assert again.exit_code == 0, again.output
@@ -158,9 +163,9 @@ def _corrupt(folder: Path, how: str) -> str:
         policy = targets["policy_offer"] != "none"
         targets.loc[policy, "offer"], targets.loc[policy, "arm"] = "none", "control"
         expected = "expect_column_mean_to_be_between(is_control)"
-    else:  # consent withdrawn after the list was built
+    else:  # consent withdrawn in the shop after the list was built (no extraction since)
         _sql(
-            "UPDATE wh_customers SET marketing_consent = :f WHERE customer_id = :c",
+            "UPDATE customers SET marketing_consent = :f WHERE customer_id = :c",
             f=False,
             c=targets.loc[targets["arm"] == "treatment", "customer_id"].iloc[0],
         )

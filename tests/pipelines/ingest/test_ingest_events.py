@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from pipelines.ingest import ingest_events, plain_event_rows, store_event_rows
-from pipelines.ingest.load import _event_rows
+from pipelines.ingest.load import _event_rows, limits
 from retention.contract import Checker, ContractError, validate_events
 from retention.db.models import Customer, Event, Load, Product
 from retention.params import IngestParams, load_params
@@ -38,6 +38,19 @@ NOT_PLAIN = [
     [VIEW | {"order_id": "O1", "event_type": "purchase"}],  # orders are built by the full path
     [VIEW, {"user_id": "C2", "item_id": "P9", "ts": "2026-05-02"}],  # no event type in a typed column
 ]
+# Records the contract refuses (issue 17): neither path may take them.
+IMPLAUSIBLE = {
+    "year 0001": VIEW | {"ts": "0001-01-01T00:00:00"},
+    "year 1677": VIEW | {"ts": "1677-09-21T00:00:00"},
+    "year 2099": VIEW | {"ts": "2099-01-01T00:00:00"},
+    "65-character id": VIEW | {"user_id": "C" * 65},
+    "NUL in an id": VIEW | {"item_id": "P\x001"},
+    "zero-width space in an id": VIEW | {"user_id": "C\u200b1"},
+    "formula id": VIEW | {"user_id": '=HYPERLINK("http://x")'},
+    "decomposed (NFD) id": VIEW | {"user_id": "Cafe\u0301"},
+    "formula order id": VIEW | {"event_type": "purchase", "order_id": "@SUM(A1)"},
+    "quantity beyond INTEGER": VIEW | {"quantity": 2**31},
+}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +63,7 @@ def test_the_fast_path_gives_the_validators_rows_and_keys(
     records: list[dict], ingest_params: IngestParams
 ) -> None:
     # given the contract's own validation of the request as a file
-    check = Checker(source="events")
+    check = Checker(source="events", limits=limits(ingest_params))
     expected = _event_rows(validate_events(check, pd.DataFrame(records), ingest_params.default_event_type))
     assert check.problems == []
     # when
@@ -69,6 +82,20 @@ def test_the_fast_path_gives_the_validators_rows_and_keys(
 @pytest.mark.parametrize("records", NOT_PLAIN)
 def test_unusual_records_leave_the_fast_path(records: list[dict], ingest_params: IngestParams) -> None:
     assert plain_event_rows(records, ingest_params) is None
+
+
+@pytest.mark.parametrize("case", sorted(IMPLAUSIBLE))
+def test_implausible_records_are_refused_by_both_paths(
+    engine,  # noqa: ANN001
+    ingest_params: IngestParams,
+    case: str,
+) -> None:
+    records = [IMPLAUSIBLE[case]]
+    assert plain_event_rows(records, ingest_params) is None
+    with pytest.raises(ContractError, match="at event 0"):
+        ingest_events(engine, pd.DataFrame(records), ingest_params)
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(Event)).scalar_one() == 0
 
 
 def test_a_group_of_requests_is_stored_at_once_counting_new_events_per_request(

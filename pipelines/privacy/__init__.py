@@ -1,0 +1,1 @@
+"""Privacy tasks: the right to erasure (`erasure`) and retention periods (`housekeeping`)."""

@@ -190,7 +190,8 @@ class QualityService:
         """Render the validation's Data Docs page; returns it relative to the site (where it is
         stored: a moved or copied RETENTION_HOME keeps its links), or None if rendering failed."""
         try:
-            context.build_data_docs(resource_identifiers=[identifier])
+            # only this page: GX's index re-reads every result (and needs CDN scripts); ours lists the pages
+            context.build_data_docs(resource_identifiers=[identifier], build_index=False)
         except Exception as error:  # Data Docs are a convenience; a rendering bug must not fail a run
             log.warning("could not build GX Data Docs: %s", error)
             return None

@@ -375,7 +375,9 @@ def test_a_tokens_file_in_clear_still_works_and_serve_migrates_it(
     assert again is not None and not again.migrated and not again.generated
 
 
-def test_serve_shows_migrated_tokens_one_last_time(migrated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_shows_migrated_tokens_one_last_time(
+    migrated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import typer
     from typer.testing import CliRunner
 

@@ -21,6 +21,8 @@ from retention.params import load_params
 from retention.quality import QualityService
 from tests.conftest import POSTGRES_URL, ROOT
 
+pytestmark = pytest.mark.slow  # simulated shop, extractions and reruns on both backends (about 40 s)
+
 PARAMS = load_params(ROOT / "params.yaml")
 START = datetime.combine(PARAMS.simulate.start, datetime.min.time())
 ENTRY_KEYS = {"attempt", "finished_at", "status", "rows_read", "rows_changed"}

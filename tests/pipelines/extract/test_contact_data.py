@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from sqlalchemy import Engine, MetaData, func, select, update
 
 from pipelines.extract import task_extract, task_publish, task_validate
@@ -20,6 +21,10 @@ from retention.db.warehouse import WAREHOUSE, OnlineFeatures
 from retention.params import load_params
 from retention.settings import Settings
 from tests.conftest import ROOT
+
+pytestmark = (
+    pytest.mark.slow
+)  # simulated shop, extractions and a feature refresh on both backends (about 25 s)
 
 PARAMS = load_params(ROOT / "params.yaml")
 START = datetime.combine(PARAMS.simulate.start, datetime.min.time())

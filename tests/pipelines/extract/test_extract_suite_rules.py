@@ -20,6 +20,8 @@ from retention.params import load_params
 from retention.quality import QualityService
 from tests.conftest import POSTGRES_URL, ROOT
 
+pytestmark = pytest.mark.slow  # an extraction and GX validation per case on both backends (about 90 s)
+
 PARAMS = load_params(ROOT / "params.yaml")
 EXTRACT = PARAMS.extract.model_copy(update={"volume_min_history": 2, "volume_window": 3})
 START = datetime.combine(PARAMS.simulate.start, datetime.min.time())

@@ -26,6 +26,10 @@ from tests.pipelines.privacy.search import search_database, search_files, search
 from tests.trained_platform import TrainedPlatform
 
 runner = CliRunner()
+pytestmark = (
+    pytest.mark.slow
+)  # runs the pipelines on a copy of the trained platform, then searches every store (minutes)
+
 CAMPAIGN = "winback-2026-04-01"
 
 

@@ -37,6 +37,8 @@ bench: install
 	$(BIN)/python benchmarks/campaign_scoring.py --sharded
 	$(BIN)/python benchmarks/serving_load.py
 
-## Lint, format check, type check (mypy: files and strictness in pyproject.toml) and import layers.
+## Lint, format check, type check (mypy: files and strictness in pyproject.toml), import layers, and
+## dvc.lock against the code and params in the tree (scripts/check_dvc_lock.py: hashes only, seconds).
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/lint-imports
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/lint-imports \
+		&& $(BIN)/python scripts/check_dvc_lock.py

@@ -2,7 +2,8 @@
 
 End to end is what the campaign DAG runs (`pipelines.campaigns.score.recommend_products`): read
 the champion's materialised customer states from disk (`pipelines/campaigns/state_cache.py`), mask
-inactive products and each customer's recent purchases, one (customers x D) @ (D x products)
+inactive products and each customer's recent purchases (those due for reorder, by repurchase
+intervals learned from the log, are not masked), one (customers x D) @ (D x products)
 multiply of the fused SASRec + ALS blend per batch, top-k, product ids. The baseline, in the same
 process on the same machine, threads and catalogue, is the raw kernel: that same multiply plus
 top-k in torch on the same precomputed vectors, nothing else (it gives the model's exact scores;
@@ -96,13 +97,18 @@ def fitted_model(log, sample: int, work: Path):  # noqa: ANN001, ANN201
 
 
 def end_to_end(model, states_file: Path, log, customers: list[str]) -> float:  # noqa: ANN001
+    from pipelines.campaigns.reorder import reorder_intervals
     from pipelines.campaigns.score import recommend_products
+    from retention.params import load_params
     from training.recommender.customer_states import CustomerStates
 
     active = set(model.index.ids)
+    buy_again = load_params(ROOT / "params.yaml").recommender.buy_again
     started = time.perf_counter()
     states = CustomerStates.load(states_file)
-    lists = recommend_products(model, states, log, customers, K, AS_OF, 30, active)
+    # as the campaign DAG: products due for reorder (issue 19) are learned from the log each build
+    intervals = reorder_intervals(log, model.index.ids, buy_again)
+    lists = recommend_products(model, states, log, customers, K, AS_OF, 30, active, intervals)
     seconds = time.perf_counter() - started
     assert len(lists) == len(customers) and all(len(x) == K for x in lists)
     return seconds

@@ -76,7 +76,7 @@ def train(
 
 
 def write_report(result: TrainResult, report_dir: Path) -> None:
-    """The run's metrics with its MLflow run id and version, and its plots, for DVC (replaced atomically)."""
+    """The run's metrics with its MLflow run id and version, its plots and their data, for DVC."""
     import json
     import shutil
 
@@ -87,6 +87,10 @@ def write_report(result: TrainResult, report_dir: Path) -> None:
         stale.unlink()
     for figure in sorted(result.folder.glob("*.png")):
         shutil.copyfile(figure, report_dir / figure.name)
+    plot_data = report_dir / "plots"  # what the comparison PNGs draw (model and baselines), for `dvc plots`
+    plot_data.mkdir(exist_ok=True)
+    for table in sorted((result.folder / "comparison").glob("*.csv")):
+        shutil.copyfile(table, plot_data / table.name)
     figures = {
         **{k: float(v) for k, v in result.metrics.items()},
         "mlflow_run_id": result.run_id,

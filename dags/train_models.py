@@ -22,6 +22,7 @@ from pipelines.operations import task_defaults
 from training.families import FAMILY_NAMES
 
 FEATURES = Asset("retention://features/online")
+RETRAIN = Asset("retention://models/return/retrain")  # the monitor DAG's request: the champion drifted
 # Under the CeleryExecutor the training tasks go to their own queue (`airflow celery worker --queues
 # training`), so CPU-heavy fits land on workers sized for them; other executors ignore it.
 TRAINING_QUEUE = "training"
@@ -37,7 +38,7 @@ def model_asset(family: str) -> Asset:
 
 
 @dag(
-    schedule=[FEATURES],
+    schedule=(FEATURES | RETRAIN),
     start_date=HISTORY_START,
     catchup=False,
     max_active_runs=1,

@@ -36,7 +36,7 @@ from feature_store.online_store import Document, Documents
 from retention.db.warehouse import WAREHOUSE, OnlineFeatures
 from retention.settings import Settings
 from training.recommender.sequences import PAD
-from training.scoring import SCORE_BATCH, StateScorer, churn_scores, top_k
+from training.scoring import SCORE_BATCH, RepeatPart, StateScorer, churn_scores, repeat_of, top_k
 
 log = logging.getLogger("retention.materialise")
 CHURN, RECOMMENDATIONS = "churn", "recommendations"
@@ -175,6 +175,7 @@ def list_documents(
     purchased: dict[str, list[str]],
     last_event: dict[str, str],
     scorer: StateScorer | None = None,
+    repeat: RepeatPart | None = None,
 ) -> dict[str, Document]:
     """The list documents of customers from their states (one matrix multiply per batch).
 
@@ -188,6 +189,8 @@ def list_documents(
         last_event: customer id -> time of the last sequence event ("" or absent: none).
         scorer: `StateScorer(model, context.allowed)` when the caller keeps one (it costs the
             item matrix); None: built here.
+        repeat: the buy-again part of `customer_ids` (`training.scoring.repeat_of`), for a model
+            with one.
 
     Returns:
         customer id -> {model, version, catalogue, tail, last_event, purchased, products, scores}:
@@ -201,7 +204,8 @@ def list_documents(
         stop = min(start + SCORE_BATCH, len(customer_ids))
         bought = [purchased.get(c, []) for c in customer_ids[start:stop]]
         lengths = [LIST_LENGTH + sum(p in allowed_ids for p in b) for b in bought]
-        scores = scorer.fused(vectors[start:stop], tails[start:stop])
+        batch_repeat = None if repeat is None else (repeat[0][start:stop], repeat[1][start:stop])
+        scores = scorer.scores(vectors[start:stop], tails[start:stop], batch_repeat)
         columns, values = top_k(scores, max(lengths))
         picked = product_ids[scorer.columns[columns]]
         for row, customer in enumerate(customer_ids[start:stop]):
@@ -237,7 +241,10 @@ def customer_list(
     tails = model.state_tails(model.history_sequences(history), ids)
     purchased, last = customer_facts(model, history.events)
     vectors = model.state_vectors(tails)
-    return list_documents(model, context, [customer_id], tails, vectors, purchased, last, scorer)[customer_id]
+    repeat = repeat_of(model, history, ids)
+    return list_documents(model, context, [customer_id], tails, vectors, purchased, last, scorer, repeat)[
+        customer_id
+    ]
 
 
 def extended_lists(
@@ -263,8 +270,12 @@ def extended_lists(
     Returns:
         The new documents of the customers of `events` that have one in `documents` and whose new
         events are all later than the document's last: the others (no document, or an event out of
-        order or resent) are left out, for `customer_list` to recompute from the whole log.
+        order or resent) are left out, for `customer_list` to recompute from the whole log. A model
+        with a buy-again part extends none: that part reads purchase times, which documents do not
+        keep, so every customer is recomputed from the whole log.
     """
+    if getattr(model, "repeat", None) is not None:
+        return {}
     config = model.sequence_config
     events = events.assign(customer_id=events["customer_id"].astype(str))
     used = _sequence_events(model, events).sort_values(["customer_id", "ts"], kind="stable")
@@ -396,7 +407,8 @@ def materialise_lists(
         vectors, tails, known = states.take(chunk)
         if not known.all():
             vectors[~known] = model.state_vectors(tails[~known])
-        computed = list_documents(model, context, chunk, tails, vectors, purchased, last_event)
+        repeat = repeat_of(model, history, np.asarray(chunk, dtype=str), when)
+        computed = list_documents(model, context, chunk, tails, vectors, purchased, last_event, None, repeat)
         stored = documents.get_many(RECOMMENDATIONS, chunk)
         for customer, old in stored.items():
             if context.is_fresh(old) and (old.get("last_event") or "") > computed[customer]["last_event"]:

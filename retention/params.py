@@ -19,6 +19,11 @@ from pydantic import (
     model_validator,
 )
 
+# A simulated product's repurchase interval is at least this many days and each rebuy moves by at most
+# this share of it, so a customer's successive rebuys fall on distinct days (pipelines/simulate/days.py).
+MIN_REPURCHASE_DAYS = 7.0
+MAX_REPURCHASE_JITTER = 0.4
+
 
 class StrictModel(BaseModel):
     """Frozen, and a misspelt or unknown key fails validation (params sections, API models)."""
@@ -101,6 +106,34 @@ class ResponseParams(StrictModel):
         return self
 
 
+class RepurchaseParams(StrictModel):
+    """Repurchase cycles of consumables in the simulated shop (pipelines/simulate/days.py)."""
+
+    days: dict[str, float]
+    spread: float = Field(ge=0)
+    jitter: float = Field(ge=0, le=MAX_REPURCHASE_JITTER)
+    habit_share: float = Field(ge=0, le=1)
+    probability: float = Field(ge=0, le=1)
+
+    @field_validator("days")
+    @classmethod
+    def _long_enough(cls, value: dict[str, float]) -> dict[str, float]:
+        short = sorted(name for name, days in value.items() if days < MIN_REPURCHASE_DAYS)
+        if short:
+            raise ValueError(f"repurchase days must be at least {MIN_REPURCHASE_DAYS:g}: {', '.join(short)}")
+        return value
+
+
+class DriftParams(StrictModel):
+    """A drift injected into the simulated shop from one day on, to test monitoring (pipelines/simulate)."""
+
+    from_day: int = Field(ge=0)  # first simulation day with the drift (day 0 is `start`)
+    price_factor: float = Field(default=1.0, gt=0)  # list prices are multiplied by this from that day
+    new_segment_share: float = Field(default=0.0, ge=0, le=1)  # share of later signups in the new segment
+    new_segment_visit_factor: float = Field(default=3.0, gt=0)  # their visit rate x this
+    new_segment_category: str | None = None  # their favourite category (None: the least popular one)
+
+
 class SimulateParams(StrictModel):
     """Parameters of `retention simulate` (see params.yaml for the meaning of each)."""
 
@@ -140,6 +173,8 @@ class SimulateParams(StrictModel):
     price_spread: float = Field(ge=0)
     inactive_product_share: float = Field(ge=0, lt=1)
     response: ResponseParams
+    repurchase: RepurchaseParams | None = None  # None: no cycles (shops stored before they existed)
+    drift: DriftParams | None = None  # None: no drift (the default); see pipelines/simulate/world.py
 
     @field_validator("countries", "categories")
     @classmethod
@@ -158,6 +193,12 @@ class SimulateParams(StrictModel):
             raise ValueError("products must be at least the number of categories")
         if set(self.response.segments) != set(self.segments):
             raise ValueError("response.segments must name the same segments as segments")
+        unknown = sorted(set(self.repurchase.days) - set(self.categories)) if self.repurchase else []
+        if unknown:
+            raise ValueError(f"repurchase.days names unknown categories: {', '.join(unknown)}")
+        drift_category = self.drift.new_segment_category if self.drift else None
+        if drift_category is not None and drift_category not in self.categories:
+            raise ValueError(f"drift.new_segment_category names an unknown category: {drift_category}")
         return self
 
 
@@ -338,12 +379,14 @@ class SASRecParams(StrictModel):
     popularity_weights: list[float] = Field(default_factory=list)
     knn_weight: float = Field(ge=0)
     knn_weights: list[float] = Field(default_factory=list)
+    repeat_weight: float = Field(default=0.0, ge=0)
+    repeat_weights: list[float] = Field(default_factory=list)
     tuning_users: int = Field(ge=1)
     max_epochs: int = Field(ge=1)
     # the final fit starts from the tuning fit's weights (False: from scratch, as before this key)
     warm_start: bool = False
 
-    @field_validator("mf_weights", "popularity_weights", "knn_weights")
+    @field_validator("mf_weights", "popularity_weights", "knn_weights", "repeat_weights")
     @classmethod
     def _grid(cls, value: list[float]) -> list[float]:
         if any(w < 0 for w in value):
@@ -375,6 +418,25 @@ class ItemKNNParams(StrictModel):
     shrinkage: float = Field(ge=0)
 
 
+class BuyAgainParams(StrictModel):
+    """The buy-again score: the personal baseline and the recommender's part (training/recommender/repeat.py)."""
+
+    event_types: list[Literal["view", "cart", "purchase"]] = Field(min_length=1)
+    half_life_days: float = Field(gt=0)
+    half_life_days_grid: list[float] = Field(default_factory=list)
+    not_due_weight: float = Field(ge=0, le=1)
+    min_repeats: int = Field(ge=1)
+    default_gap_days: float = Field(gt=0)
+    tuning_users: int = Field(ge=1)
+
+    @field_validator("half_life_days_grid")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        if any(w <= 0 for w in value):
+            raise ValueError("half-lives must be > 0")
+        return sorted(set(value))
+
+
 class RecommenderParams(StrictModel):
     """The recommenders (training/recommender)."""
 
@@ -386,6 +448,7 @@ class RecommenderParams(StrictModel):
     sasrec: SASRecParams
     mf: MFParams
     item_knn: ItemKNNParams
+    buy_again: BuyAgainParams
 
 
 class EvaluationParams(StrictModel):
@@ -583,6 +646,26 @@ class OperationsParams(StrictModel):
     training_timeout_minutes: int = Field(ge=1)
 
 
+class MonitoringParams(StrictModel):
+    """Drift and realised-quality checks of the champion return model (pipelines/monitoring)."""
+
+    psi_bins: int = Field(default=10, ge=2)
+    psi_warn: float = Field(default=0.1, gt=0)
+    psi_alert: float = Field(default=0.25, gt=0)
+    pvalue: float = Field(default=0.001, gt=0, lt=1)
+    min_rows: int = Field(default=200, ge=2)
+    alert_features: int = Field(default=1, ge=1)
+    max_auc_drop: float = Field(default=0.05, ge=0)
+    max_brier_rise: float = Field(default=0.03, ge=0)
+    exclude_features: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MonitoringParams:
+        if self.psi_alert < self.psi_warn:
+            raise ValueError("monitoring.psi_alert must be at least psi_warn")
+        return self
+
+
 class Params(StrictModel):
     """All of params.yaml. A model family's section is spelt as the family (`return`, `recommender`)."""
 
@@ -602,6 +685,7 @@ class Params(StrictModel):
     uplift: UpliftParams
     privacy: PrivacyParams
     operations: OperationsParams
+    monitoring: MonitoringParams = Field(default_factory=MonitoringParams)  # pipelines/monitoring
 
     @model_validator(mode="after")
     def _raw_events_cover_features(self) -> Params:

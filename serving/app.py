@@ -310,6 +310,7 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
         ParamsError: params.yaml is missing or invalid (the profile reads the campaign section).
     """
     from serving.events import events
+    from serving.model_health import model_health
     from serving.privacy import privacy
     from serving.web import web
 
@@ -381,6 +382,6 @@ def create_app(settings: Settings | None = None, serving: ServingSettings | None
     )
     # added last, so outermost: it also screens and marks what the overload guard answers itself
     app.add_middleware(RequestScreen, is_token=lambda value: tokens.role_of(value) is not None, realm=REALM)
-    for router in (health, campaigns, customers, admin, privacy, events, web):
+    for router in (health, campaigns, customers, admin, privacy, events, web, model_health):
         app.include_router(router)
     return app

@@ -23,7 +23,7 @@ from retention.atomic import atomic_path
 from retention.params import Params, params_sections
 from training import plots
 from training.families import FAMILIES, BacktestRequest, ModelFamily, family
-from training.families.base import Scored
+from training.families.base import Scored, shows_seen_only
 from training.threads import configure_threads
 from training.tracking import RunTags, Tracker, params_hash
 from training.trainer import is_primary
@@ -114,7 +114,11 @@ def run_backtest(
     fingerprint = log_.fingerprint()
     split = chosen_family.split(log_, request)
     key = f"{request.family}-{request.protocol}-{fingerprint}-{request.as_of}-{request.horizon_days}"
-    chosen = (models or chosen_family.models)(params, work_dir / key)
+    chosen = [
+        (role, model)
+        for role, model in (models or chosen_family.models)(params, work_dir / key)
+        if not (role == "baseline" and request.exclude_seen and shows_seen_only(model))
+    ]
     fields = protocol_fields(request, fingerprint, params)
     reports: list[ModelReport] = []
     scored_by_name: dict[str, Scored] = {}

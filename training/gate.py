@@ -33,7 +33,7 @@ class GateError(RuntimeError):
 def baseline_metrics(chosen: ModelFamily, split: Any, params: Params) -> dict[str, dict[str, float]]:
     """Each baseline of the family fitted and scored on the holdout split: {name: metrics}."""
     out = {}
-    for baseline in chosen.baselines(params):
+    for baseline in chosen.applicable_baselines(params, getattr(split, "exclude_seen", None)):
         chosen.fit(split, baseline, params)
         out[baseline.name] = chosen.score(split, baseline, params).metrics
     return out
@@ -60,7 +60,7 @@ def recorded_baselines(
         filter_string=f"tags.`mlflow.parentRunId` = '{run_id}' and tags.role = 'baseline'",
     )
     found = {child.data.params.get("model"): child.data.metrics for child in children}
-    wanted = [b.name for b in chosen.baselines(params)]
+    wanted = [b.name for b in chosen.applicable_baselines(params, request.exclude_seen)]
     if any(name not in found for name in wanted):
         return None
     return {name: {protocol_metric(k): v for k, v in found[name].items()} for name in wanted}

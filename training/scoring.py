@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+RepeatPart = tuple[Any, np.ndarray]  # (sparse rows x items, per-row constant) added to the scores
 SCORE_BATCH = 4096  # customers per score matrix from states (bounds memory: batch x catalogue floats)
 Excluded = tuple[np.ndarray, np.ndarray]  # (row, item column) pairs never to recommend
 
@@ -132,12 +133,32 @@ def ranked(
 # recommendations from histories
 
 
-def history_scores(model: Any, history: Any, users: np.ndarray) -> np.ndarray:
+def with_repeat(scores: np.ndarray, part: RepeatPart | None) -> np.ndarray:
+    """`scores` plus a buy-again part (`SASRecRecommender.repeat_part`), in the dtype of `scores`."""
+    if part is None:
+        return scores
+    values, constant = part
+    return scores + (values.toarray() + constant[:, None]).astype(scores.dtype)
+
+
+def repeat_of(model: Any, history: Any, users: np.ndarray, as_of: Any = None) -> RepeatPart | None:
+    """The model's buy-again part of `users` from their purchases in `history` (an `EventLog`),
+    None for a model without one."""
+    repeat_part = getattr(model, "repeat_part", None)
+    return None if repeat_part is None else repeat_part(history.events, users, as_of)
+
+
+def history_scores(
+    model: Any, history: Any, users: np.ndarray, as_of: pd.Timestamp | None = None
+) -> np.ndarray:
     """(len(users), n_items) scores of a fitted or loaded recommender from each user's items in `history`.
 
     Column j scores product `model.index.ids[j]`; users without history get the model's fallback.
+    The buy-again part (if the model has one) reads the users' purchases in `history` at `as_of`
+    (None: at each one's expected next basket, `training.recommender.repeat`).
     """
-    return _sequence_scores(model, model.history_sequences(history), users)
+    scores = _sequence_scores(model, model.history_sequences(history), users)
+    return with_repeat(scores, repeat_of(model, history, users, as_of))
 
 
 def _sequence_scores(model: Any, sequences: dict[str, np.ndarray], users: np.ndarray) -> np.ndarray:
@@ -152,6 +173,7 @@ def recommend_history(
     k: int,
     allowed: np.ndarray | None = None,
     excluded: Excluded | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Top-k products of each customer from their items in `history`.
 
@@ -162,12 +184,13 @@ def recommend_history(
         k: products per customer.
         allowed: (n_items,) products that may be recommended (None: all).
         excluded: (row in `customer_ids`, item column) pairs never to recommend.
+        as_of: the scoring time (the buy-again part's clock; None: from the history alone).
 
     Returns:
         customer_id, rank (1 = best), product_id, score; at most k rows per customer (fewer when
         fewer products are left).
     """
-    scores = masked(history_scores(model, history, customer_ids), allowed, excluded)
+    scores = masked(history_scores(model, history, customer_ids, as_of), allowed, excluded)
     return ranked(np.asarray(customer_ids, dtype=str), model.index.ids, *top_k(scores, k))
 
 
@@ -209,12 +232,15 @@ class HistoryScorer:
     def __init__(self, model: Any, history: Any, candidates: np.ndarray) -> None:
         self.model, self.name = model, getattr(model, "name", "model")
         self.sequences = model.history_sequences(history)
+        self.history = history
         self.columns = pd.Index(model.index.ids).get_indexer(candidates)
         self.n_candidates = len(candidates)
 
     def score(self, users: np.ndarray) -> np.ndarray:
         """(len(users), len(candidates)) float32 scores."""
-        own = _sequence_scores(self.model, self.sequences, users)
+        own = with_repeat(
+            _sequence_scores(self.model, self.sequences, users), repeat_of(self.model, self.history, users)
+        )
         out = np.full((len(users), self.n_candidates), np.float32(np.finfo(np.float32).min))
         known = self.columns >= 0
         out[:, known] = own[:, self.columns[known]]
@@ -240,8 +266,27 @@ class StateScorer:
         self.position[self.columns] = np.arange(len(self.columns))
         self.fused = model.fused_scores(self.columns)
 
+    def scores(self, vectors: np.ndarray, tails: np.ndarray, repeat: RepeatPart | None = None) -> np.ndarray:
+        """(B, len(columns)) blended scores of one batch: the fused states plus the buy-again part.
+
+        Args:
+            vectors: (B, D) state vectors.
+            tails: (B, max_length) their tails (the kNN part reads them).
+            repeat: the batch's buy-again part (`SASRecRecommender.repeat_part`), if any.
+        """
+        scores = self.fused(vectors, tails)
+        if repeat is not None:  # sparse over the catalogue: keep the allowed columns only
+            values, constant = repeat
+            scores += (values[:, self.columns].toarray() + constant[:, None]).astype(scores.dtype)
+        return scores
+
     def top_k(
-        self, vectors: np.ndarray, tails: np.ndarray, k: int, excluded: Excluded | None = None
+        self,
+        vectors: np.ndarray,
+        tails: np.ndarray,
+        k: int,
+        excluded: Excluded | None = None,
+        repeat: RepeatPart | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Best k item columns (0-based codes) of one batch of customers, best first.
 
@@ -250,11 +295,12 @@ class StateScorer:
             tails: (B, max_length) their tails (the kNN part reads them).
             k: products per customer (at most the allowed ones).
             excluded: (rows, item columns) of the batch never to recommend.
+            repeat: the batch's buy-again part (`SASRecRecommender.repeat_part`), if any.
 
         Returns:
             (B, k) item columns and (B, k) flags: False where fewer than k products were left.
         """
-        scores = self.fused(vectors, tails)
+        scores = self.scores(vectors, tails, repeat)
         if excluded is not None:
             rows, columns = excluded
             where = self.position[columns]
@@ -271,6 +317,7 @@ def recommend_states(
     k: int,
     allowed: np.ndarray | None = None,
     excluded: Excluded | None = None,
+    repeat: RepeatPart | None = None,
 ) -> list[list[str]]:
     """Top-k product ids per customer (best first) from their materialised states.
 
@@ -281,6 +328,8 @@ def recommend_states(
         k: products per customer.
         allowed: (n_items,) products that may be recommended (None: all).
         excluded: (row in `customer_ids`, item column) pairs never to recommend.
+        repeat: the buy-again part of `customer_ids` (`SASRecRecommender.repeat_part` of the
+            history at the scoring time; it depends on purchase times, which states do not hold).
     """
     scorer = StateScorer(model, allowed)
     vectors, tails, known = states.take(customer_ids)
@@ -298,7 +347,10 @@ def recommend_states(
             stop = min(start + SCORE_BATCH, len(customer_ids))
             first, last = np.searchsorted(mask_rows, [start, stop])
             batch_excluded = (mask_rows[first:last] - start, mask_cols[first:last])
-            columns, finite = scorer.top_k(vectors[start:stop], tails[start:stop], k, batch_excluded)
+            batch_repeat = None if repeat is None else (repeat[0][start:stop], repeat[1][start:stop])
+            columns, finite = scorer.top_k(
+                vectors[start:stop], tails[start:stop], k, batch_excluded, batch_repeat
+            )
             ids = product_ids[columns]
             if finite.all():
                 out.extend(ids.tolist())

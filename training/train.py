@@ -188,7 +188,7 @@ def baseline_runs(
         {baseline name: its scores}.
     """
     out: dict[str, Scored] = {}
-    for baseline in chosen.baselines(params):
+    for baseline in chosen.applicable_baselines(params, request.exclude_seen):
         started = time.perf_counter()
         where = folder / "baselines" / baseline.name
         where.mkdir(parents=True, exist_ok=True)

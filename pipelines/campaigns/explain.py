@@ -11,8 +11,10 @@ the campaign page and the customer profile say the same thing about a customer.
   without a sentence of its own gets a readable generic one; a value that was not stored (old
   campaigns) gives the feature's meaning without a value.
 - `explain_recommendations`: titles, categories and a reason per recommended product, the first of
-  bought it before / left it in the cart / viewed it / bought another product of its category /
-  a bestseller of its category / from their history (or popular, for a customer without history).
+  time to reorder (a product they re-buy on a cycle, whose usual gap has passed: "time to reorder:
+  usually re-bought every 28 days, last bought 31 days ago") / bought it before / left it in the
+  cart / viewed it / bought another product of its category / a bestseller of its category / from
+  their history (or popular, for a customer without history).
 """
 
 from __future__ import annotations
@@ -396,7 +398,8 @@ class RecommendedProduct:
         product_id: the catalogue id.
         title: the product's title (None: not in the catalogue).
         category: its category (None: unknown).
-        why: the reason in words, e.g. "bought Wool scarf" or "popular in garden".
+        why: the reason in words, e.g. "bought Wool scarf", "popular in garden" or "time to
+            reorder: usually re-bought every 28 days, last bought 31 days ago".
     """
 
     product_id: str
@@ -480,14 +483,24 @@ def _histories(
     return found
 
 
+def reorder_text(interval_days: float, days_since: float) -> str:
+    """'time to reorder: usually re-bought every 28 days, last bought 31 days ago'."""
+    every = "day" if interval_days == 1 else f"{_number(interval_days)} days"
+    return f"time to reorder: usually re-bought every {every}, last bought {_days(days_since)} ago"
+
+
 def _why(
     product: str,
     category: str | None,
     seen: _History | None,
     titles: Mapping[str, str | None],
     popular: Collection[str],
+    reorder: tuple[float, float] | None = None,
 ) -> str:
-    """The first reason that holds (see the module doc)."""
+    """The first reason that holds (see the module doc); `reorder`: (interval, days since the last
+    purchase) of a product due for reorder."""
+    if reorder is not None:
+        return reorder_text(*reorder)
     if seen is not None:
         if product in seen.bought:
             return "bought it before"
@@ -516,6 +529,7 @@ def explain_recommendations(
     events: pd.DataFrame,
     products: pd.DataFrame,
     popular: Collection[str] | None = None,
+    reorders: pd.DataFrame | None = None,
 ) -> list[list[RecommendedProduct]]:
     """Titles, categories and the reason for every recommended product of every customer.
 
@@ -532,6 +546,8 @@ def explain_recommendations(
         products: product_id, category, title: at least the recommended and the purchased products.
         popular: the products counted as popular in their category; None = the `bestsellers` of
             the purchases in `events` (pass the whole log's events then).
+        reorders: customer_id, product_id, interval_days, days_since of the products due for
+            reorder (`pipelines.campaigns.reorder.due_reorders`); None = no reorder reasons.
 
     Returns:
         Per customer, one `RecommendedProduct` per recommended id, in the same order.
@@ -546,13 +562,20 @@ def explain_recommendations(
         p: _text_or_none(c) for p, c in zip(catalogue["product_id"], catalogue["category"], strict=True)
     }
     histories = _histories(events, {str(c) for c in customer_ids}, categories)
+    due: dict[tuple[str, str], tuple[float, float]] = {}
+    if reorders is not None and len(reorders):
+        keys = zip(reorders["customer_id"].astype(str), reorders["product_id"].astype(str), strict=True)
+        cycles = zip(
+            reorders["interval_days"].astype(float), reorders["days_since"].astype(float), strict=True
+        )
+        due = dict(zip(keys, cycles, strict=True))
     explained = []
     for customer, products_of in zip(customer_ids, recommendations, strict=True):
         seen = histories.get(str(customer))
         row = []
         for product in (str(p) for p in (products_of if products_of is not None else [])):
             category = categories.get(product)
-            why = _why(product, category, seen, titles, popular)
+            why = _why(product, category, seen, titles, popular, due.get((str(customer), product)))
             row.append(RecommendedProduct(product, titles.get(product), category, why))
         explained.append(row)
     return explained

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select
 from feature_store.campaign_log import read_campaign_log
 from pipelines.campaigns.history import cold_start_reason
 from pipelines.campaigns.lift import measure_due
+from pipelines.campaigns.reorder import listed_intervals, reorder_intervals
 from pipelines.campaigns.score import (
     CampaignError,
     active_products,
@@ -206,6 +207,7 @@ def merge(folder: Path, settings: Settings | None = None) -> Path:
             history,
             when,
         )
+        intervals = reorder_intervals(history, champions.recommender.index.ids, params.recommender.buy_again)
         recommended = recommend_products(
             champions.recommender,
             states,
@@ -215,6 +217,7 @@ def merge(folder: Path, settings: Settings | None = None) -> Path:
             when,
             config.recent_purchase_days,
             active_products(engine),
+            intervals,
         )
         targets["recommendations"] = [[] for _ in range(len(targets))]
         targets.loc[listed, "recommendations"] = pd.Series(recommended, index=targets.index[listed])
@@ -235,7 +238,12 @@ def merge(folder: Path, settings: Settings | None = None) -> Path:
             "params_hash": params_hash(config),
             "funnel": funnel,
             "policy": funnel["policy"],
-            "summary": summarise(targets, funnel, config, share, why or ""),
+            "summary": {
+                **summarise(targets, funnel, config, share, why or ""),
+                "reorder_intervals": listed_intervals(
+                    recommended, champions.recommender.index.ids, intervals
+                ),
+            },
         }
         with atomic_path(folder / META_FILE) as tmp:
             tmp.write_text(json.dumps(meta, indent=2))

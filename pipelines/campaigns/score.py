@@ -6,8 +6,10 @@ correct, so a rerun or backfill of an old interval scores what was known then).
 The champions are loaded by alias from the MLflow registry, so a promotion changes what the next
 campaign uses without any code or configuration change. Recommendations are the champion
 recommender's top-K over the full catalogue, restricted to active products the customer has not
-bought within `recent_purchase_days`, ranked from the customers' materialised states (one matrix
-multiply and top-k per batch; see `pipelines/campaigns/state_cache.py` and `training/scoring.py`).
+bought within `recent_purchase_days` unless it is due for reorder (its repurchase interval, learned
+from the log, has passed since the customer's last purchase of it), ranked from the customers'
+materialised states (one matrix multiply and top-k per batch; see `pipelines/campaigns/state_cache.py`
+and `training/scoring.py`).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from sqlalchemy import Engine, select
 
 from feature_store.events import EventLog
 from pipelines.campaigns.explain import predicted_value, value_feature
+from pipelines.campaigns.reorder import recent_purchase_mask
 from pipelines.campaigns.store import customer_contacts
 from retention.db.warehouse import WAREHOUSE
 from retention.params import Params
 from retention.settings import Settings
-from training.recommender.customer_states import CustomerStates, positions
-from training.scoring import churn_frame, churn_scores, recommend_states
+from training.recommender.customer_states import CustomerStates
+from training.scoring import churn_frame, churn_scores, recommend_states, repeat_of
 
 log = logging.getLogger("retention.campaigns")
 
@@ -112,21 +115,6 @@ def active_products(engine: Engine) -> set[str]:
         return set(connection.execute(select(table.c.product_id).where(table.c.active.is_(True))).scalars())
 
 
-def _recent_purchase_mask(
-    history: EventLog, customer_ids: list[str], columns: np.ndarray, as_of: pd.Timestamp, days: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) pairs of products each customer bought within `days` before as-of."""
-    events = history.events
-    recent = events.loc[
-        (events["event_type"] == "purchase") & (events["ts"] >= as_of - pd.Timedelta(days=days)),
-        ["customer_id", "product_id"],
-    ]
-    rows = positions(customer_ids, recent["customer_id"].to_numpy(dtype=object))
-    cols = positions(columns, recent["product_id"].to_numpy(dtype=object))
-    keep = (rows >= 0) & (cols >= 0)
-    return rows[keep], cols[keep]
-
-
 def recommend_products(
     model: Any,
     states: CustomerStates,
@@ -136,26 +124,35 @@ def recommend_products(
     as_of: pd.Timestamp,
     recent_purchase_days: int,
     active: set[str],
+    intervals: np.ndarray | None = None,
 ) -> list[list[str]]:
     """Top-k product ids per customer (best first) over the full catalogue.
 
     Scores come from the customers' materialised states (`pipelines.campaigns.state_cache`): one
     matrix multiply and top-k per batch (`training.scoring.recommend_states`). Products outside
-    `active` and those the customer bought within `recent_purchase_days` are masked.
+    `active` and those the customer bought within `recent_purchase_days` are masked, except a
+    product due for reorder: one with a repurchase interval (`reorder_intervals`) that has passed
+    since the customer last bought it (a durable, without an interval, stays masked). A model with a
+    buy-again part adds it from the customers' purchases in `history` at as-of.
 
     Args:
         model: the recommender the states belong to.
         states: its current customer states (customers without one score by popularity).
-        history: the log before as-of (the recent purchases).
+        history: the log before as-of (the recent purchases, the repurchase intervals).
         customer_ids: the customers to recommend to.
         k: products per customer.
         as_of: the scoring time.
         recent_purchase_days: how far back a purchase excludes its product.
         active: the products on sale.
+        intervals: (n_items,) repurchase interval per model column (`reorder_intervals`), NaN for
+            none; None masks every recent purchase, due or not.
     """
     allowed = np.isin(model.index.ids, np.array(sorted(active), dtype=str))
-    excluded = _recent_purchase_mask(history, customer_ids, model.index.ids, as_of, recent_purchase_days)
-    return recommend_states(model, states, customer_ids, k, allowed, excluded)
+    excluded = recent_purchase_mask(
+        history, customer_ids, model.index.ids, as_of, recent_purchase_days, intervals
+    )
+    repeat = repeat_of(model, history, np.asarray(customer_ids, dtype=str), as_of)
+    return recommend_states(model, states, customer_ids, k, allowed, excluded, repeat)
 
 
 def churn_of(model: Any, history: EventLog, as_of: pd.Timestamp, horizon_days: int, units: list[Any]) -> Any:

@@ -34,6 +34,7 @@ from pipelines.campaigns.explain import (
     risk_decile_text,
     top_per_category,
 )
+from pipelines.campaigns.reorder import due_reorders
 from pipelines.campaigns.select import CONTROL, EXPORTED_ARMS, TREATMENT
 from retention.db.models import Customer
 from retention.db.platform import Campaign, CampaignTarget
@@ -297,6 +298,19 @@ def _rounded(values: pd.Series, digits: int, keep: pd.Series | None = None) -> p
     return rounded if keep is None else rounded.where(keep)
 
 
+def _due_reorders(
+    campaign: dict[str, Any], events: pd.DataFrame, ids: list[str], as_of: datetime
+) -> pd.DataFrame | None:
+    """The listed products due for reorder at as-of, by the intervals kept with the campaign
+    (none for campaigns made before them)."""
+    intervals = (campaign.get("summary") or {}).get("reorder_intervals") or {}
+    if not intervals or not ids:
+        return None
+    columns = np.array(list(intervals), dtype=str)
+    days = np.array(list(intervals.values()), dtype=float)
+    return due_reorders(events, ids, columns, days, pd.Timestamp(as_of))
+
+
 def export_frame(
     engine: Engine,
     campaign_id: str,
@@ -344,12 +358,14 @@ def export_frame(
     categories = set(
         products.loc[products["product_id"].isin({p for r in recommended for p in r}), "category"].dropna()
     )
+    events = explanation_events(engine, ids, recommended, as_of)
     explained = explain_recommendations(
         ids,
         recommended,
-        explanation_events(engine, ids, recommended, as_of),
+        events,
         products,
         category_bestsellers(engine, as_of, categories) if ids else set(),
+        _due_reorders(campaign, events, ids, as_of),
     )
     chosen = targets["arm"].eq(TREATMENT)
     contact = chosen & targets["customer_id"].astype(str).isin(consenting)

@@ -6,6 +6,12 @@ independently and the result does not depend on how a period is split into runs.
 published campaign changes on a day (pipelines/simulate/response.py) are generated again from that
 day's response stream `(seed, response, day)` and their rows replace their first ones, so the rows
 and ids of everyone else are the same with or without campaigns.
+
+On top of their sessions, habitual customers rebuy a consumable by its cycle (`simulate.repurchase`):
+occurrence k of a cycle falls on day floor(start + k x interval + jitter), and whether it is bought,
+when, and at which time of day are drawn keyed by (customer, occurrence), so a rebuy is the same
+whichever run, split or campaign generates its day. A rebuy is its own session and order: view, cart,
+purchase of one unit, with ids named after the customer's position.
 """
 
 from __future__ import annotations
@@ -18,13 +24,23 @@ import numpy as np
 import pandas as pd
 
 from pipelines.simulate import vocabulary as vocab
-from pipelines.simulate.world import STREAM_CALENDAR, STREAM_DAY, STREAM_RESPONSE, World, day_date
+from pipelines.simulate.world import (
+    STREAM_CALENDAR,
+    STREAM_DAY,
+    STREAM_RESPONSE,
+    World,
+    day_date,
+    keyed_uniform,
+    price_factor,
+)
 
 DAY_SECONDS = 86_400.0
 LAST_SECOND = DAY_SECONDS - 1.0  # everything of a day happens before midnight
 MAX_VISIT_PROBABILITY = 0.95
 CHECKOUT_GAP_FACTOR = 3.0  # checkout takes this many view gaps after the last add-to-cart
 CART_GAP_FACTOR = 1 / 3  # an add-to-cart follows its view after a third of a view gap
+# what each keyed draw of a rebuy decides (the last key of `keyed_uniform`)
+DRAW_JITTER, DRAW_BUY, DRAW_HOUR, DRAW_MINUTE, DRAW_CART, DRAW_CHECKOUT = range(6)
 
 
 @dataclass(frozen=True)
@@ -124,7 +140,139 @@ def simulate_day(world: World, day: int, responses: Responses | None = None) -> 
         replaced = np.zeros(world.customer_ids.size, dtype=bool)
         replaced[changed.customer] = True
         rows = rows.without(replaced).then(responded)
+    rebuys = _rebuys(world, day, promo, changed)
+    if rebuys is not None:
+        rows = rows.then(rebuys)
     return rows.batch(world, day, promo)
+
+
+def activity_fade(world: World, churn_day: np.ndarray, day: int | np.ndarray) -> np.ndarray:
+    """Factor in (0, 1] by which activity fades over the days before churn."""
+    return 1.0 - np.exp(-(churn_day - day) / world.params.decline_days)
+
+
+def repurchase_due(
+    world: World, customer: np.ndarray, day: int | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whether an occurrence of each habitual customer's cycle falls on `day`, and which one.
+
+    Args:
+        world: the shop.
+        customer: positions of habitual customers (`world.habitual` or some of them).
+        day: a day, or days broadcast against `customer` (e.g. customers (N, 1), days (1, H)).
+
+    Returns:
+        due (bool) and the occurrence number (-1 where not due), both of the broadcast shape.
+    """
+    jitter = world.params.repurchase.jitter if world.params.repurchase else 0.0
+    cycle = world.product_cycle[world.habit_product[customer]]
+    start = world.habit_start[customer]
+    nearest = np.floor((day - start) / cycle).astype(np.int64)
+    due = np.zeros(np.broadcast(nearest, day).shape, dtype=bool)
+    occurrence = np.full(due.shape, -1, dtype=np.int64)
+    # jitter < half an interval of at least 7 days: only these two occurrences can fall on `day`
+    for k in (nearest, nearest + 1):
+        shift = jitter * cycle * (2.0 * keyed_uniform(world.params.seed, customer, k, DRAW_JITTER) - 1.0)
+        hit = (k >= 0) & (np.floor(start + k * cycle + shift) == day)
+        due |= hit
+        occurrence = np.where(hit, k, occurrence)
+    return due, occurrence
+
+
+def rebuy_chance(
+    world: World, customer: np.ndarray, churn_day: np.ndarray, day: int | np.ndarray
+) -> np.ndarray:
+    """P(a customer due a rebuy on `day` buys): `repurchase.probability`, fading before churn, 0 when inactive."""
+    p = world.params
+    active = (world.signup_day[customer] <= day) & (day < churn_day)
+    chance = (p.repurchase.probability if p.repurchase else 0.0) * activity_fade(world, churn_day, day)
+    return np.where(active, chance, 0.0)
+
+
+def offer_price(
+    world: World,
+    product: np.ndarray,
+    promo: bool | np.ndarray,
+    discount: float | np.ndarray = 0.0,
+    day: int | np.ndarray | None = None,
+) -> np.ndarray:
+    """Price of products on a day: the list price (times an injected drift's factor from its day on,
+    when `day` is given) less the day's promotion and a campaign's coupon."""
+    p = world.params
+    factor = np.where(promo, 1.0 - p.promo_discount, 1.0) * (1.0 - np.asarray(discount))
+    if day is not None:
+        factor = factor * price_factor(p, day)
+    return np.round(world.product_price[product] * factor, 2)
+
+
+def _rebuys(world: World, day: int, promo: bool, changed: DayChanges | None) -> _Rows | None:
+    """The rebuys of habitual customers due on `day` (None: nobody buys again today)."""
+    customer = world.habitual
+    churn_day = world.churn_day[customer]
+    discount = np.zeros(customer.size)
+    if changed is not None:  # a campaign moves churn days and gives coupons
+        at = np.searchsorted(customer, changed.customer)
+        hit = at < customer.size
+        hit[hit] = customer[at[hit]] == changed.customer[hit]
+        churn_day = churn_day.copy()
+        churn_day[at[hit]] = changed.churn_day[hit]
+        discount[at[hit]] = changed.discount[hit]
+    due, occurrence = repurchase_due(world, customer, day)
+    customer, occurrence, churn_day, discount = (
+        customer[due],
+        occurrence[due],
+        churn_day[due],
+        discount[due],
+    )
+    seed = world.params.seed
+
+    def draw(what: int) -> np.ndarray:
+        return keyed_uniform(seed, customer, occurrence, what)
+
+    buys = draw(DRAW_BUY) < rebuy_chance(world, customer, churn_day, day)
+    customer, occurrence, discount = customer[buys], occurrence[buys], discount[buys]
+    n = customer.size
+    if n == 0:
+        return None
+    p = world.params
+    product = world.habit_product[customer]
+    price = offer_price(world, product, promo, discount, day)
+    hours = np.cumsum(p.hour_weights) / np.sum(p.hour_weights)
+    hour = np.minimum(np.searchsorted(hours, draw(DRAW_HOUR), side="right"), 23)
+    view_time = (hour + draw(DRAW_MINUTE)) * 3600.0
+    cart_time = view_time - np.log1p(-draw(DRAW_CART)) * p.view_gap_seconds * CART_GAP_FACTOR
+    checkout_time = cart_time - np.log1p(-draw(DRAW_CHECKOUT)) * p.view_gap_seconds * CHECKOUT_GAP_FACTOR
+    base = np.datetime64(day_date(p, day).date(), "us")
+    times = np.minimum(np.floor(np.stack([view_time, cart_time, checkout_time], axis=1)), LAST_SECOND)
+    name = [f"{day:05d}-R{c:07d}" for c in customer]
+    order_id = np.array([f"O{x}" for x in name], dtype=object)
+    events = {  # per rebuy: view, cart, purchase (rows in that order, then put in time order)
+        "customer": np.repeat(customer, 3),
+        "product": np.repeat(product, 3),
+        "event_type": np.tile(np.array(["view", "cart", "purchase"], dtype=object), n),
+        "ts": base + times.ravel().astype("timedelta64[s]").astype("timedelta64[us]"),
+        "quantity": np.ones(3 * n, dtype=np.int64),
+        "price": np.repeat(price, 3),
+        "order_id": np.stack([np.full(n, None, dtype=object)] * 2 + [order_id], axis=1).ravel(),
+        "session_id": np.repeat(np.array([f"S{x}" for x in name], dtype=object), 3),
+        "event_id": np.array([f"E{x}-{k}" for x in name for k in range(3)], dtype=object),
+    }
+    orders = {
+        "order_id": order_id,
+        "customer": customer,
+        "ts": events["ts"][2::3],
+        "n_items": np.ones(n, dtype=np.int64),
+        "total_amount": price,
+    }
+    reviews = {
+        "review_id": np.array([], dtype=object),
+        "customer": np.array([], dtype=np.int64),
+        "product": np.array([], dtype=np.int64),
+        "ts": np.array([], dtype="datetime64[us]"),
+        "rating": np.array([], dtype=np.int64),
+        "text": np.array([], dtype=object),
+    }
+    return _Rows(_take(events, np.argsort(events["ts"], kind="stable")), orders, reviews)
 
 
 @dataclass(frozen=True)
@@ -219,8 +367,7 @@ def visit_probability(
         visit_factor: a campaign's multiplier of their visit rates, if any.
     """
     p = world.params
-    fade = 1.0 - np.exp(-(churn_day - day) / p.decline_days)
-    rate = world.visit_rate[customers] * p.weekday_factors[weekday] * fade
+    rate = world.visit_rate[customers] * p.weekday_factors[weekday] * activity_fade(world, churn_day, day)
     if visit_factor is not None:
         rate = rate * visit_factor
     if promo:
@@ -279,7 +426,7 @@ def _sessions(
     bought = carted & (rng.random(n_views) < purchase)
     cart_time = view_time + rng.exponential(p.view_gap_seconds * CART_GAP_FACTOR, n_views)
     quantity = 1 + rng.poisson(p.extra_quantity_mean, n_views)
-    factor: float | np.ndarray = (1.0 - p.promo_discount) if promo else 1.0
+    factor: float | np.ndarray = ((1.0 - p.promo_discount) if promo else 1.0) * price_factor(p, day)
     if discount is not None:  # a campaign's coupon on top of the day's promotion
         factor = factor * (1.0 - discount[view_session])
     price = np.round(world.product_price[product] * factor, 2)

@@ -20,8 +20,10 @@ moves compose in contact order (day, then campaign id).
 True effects are expectations given the latent state, computed in closed form from the same
 quantities the day generator draws from (no Monte-Carlo error): days are independent given the
 state, a session buys with P = 1 - (1 - q) exp(-(v - 1) q) (q = cart x purchase rate, v = mean
-views), and the expected price of a view sums the catalogue's rank probabilities. The realised
-order totals differ from the expectation only by cent rounding of each line.
+views), and the expected price of a view sums the catalogue's rank probabilities. A habitual
+customer's rebuys (pipelines/simulate/days.py) fall on known days and are bought with a known
+chance, independently of the sessions, so they enter both P(return) and E[revenue] exactly. The
+realised order totals differ from the expectation only by cent rounding of each line.
 """
 
 from __future__ import annotations
@@ -34,7 +36,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines.simulate.days import MAX_VISIT_PROBABILITY, DayChanges, is_promo_day
+from pipelines.simulate.days import (
+    MAX_VISIT_PROBABILITY,
+    DayChanges,
+    activity_fade,
+    is_promo_day,
+    offer_price,
+    rebuy_chance,
+    repurchase_due,
+)
 from pipelines.simulate.world import STREAM_CONTACT, World
 from retention.params import NO_OFFER
 
@@ -396,8 +406,7 @@ def _window_outcomes(
     d = days.day[None, :]  # (N, H) below
     churn = state.churn_day[:, None]
     active = (world.signup_day[customer][:, None] <= d) & (d < churn)
-    fade = 1.0 - np.exp(-(churn - d) / p.decline_days)
-    rate = world.visit_rate[customer][:, None] * days.weekday_factor[None, :] * fade
+    rate = world.visit_rate[customer][:, None] * days.weekday_factor[None, :] * activity_fade(world, churn, d)
     in_window = d < state.window_end[:, None]
     rate = np.where(in_window, rate * state.visit_factor[:, None], rate)
     promo_boost = 1.0 + p.promo_visit_boost * world.price_sensitivity[customer][:, None]
@@ -406,10 +415,27 @@ def _window_outcomes(
     purchase = np.where(in_window, state.purchase_rate[:, None], p.purchase_rate)
     q = days.cart_rate[None, :] * purchase  # P(a view is bought)
     p_order = 1.0 - (1.0 - q) * np.exp(-(p.views_per_session - 1.0) * q)
-    p_return = 1.0 - np.prod(1.0 - p_visit * p_order, axis=1)
-    price = _expected_view_price(world, customer, days, np.where(in_window, state.discount[:, None], 0.0))
+    discount = np.where(in_window, state.discount[:, None], 0.0)
+    p_rebuy, rebuy_price = _rebuys(world, customer, days, churn, discount)
+    p_return = 1.0 - np.prod((1.0 - p_visit * p_order) * (1.0 - p_rebuy), axis=1)
+    price = _expected_view_price(world, customer, days, discount)
     revenue = (p_visit * p.views_per_session * q * (1.0 + p.extra_quantity_mean) * price).sum(axis=1)
-    return p_return, revenue
+    return p_return, revenue + (p_rebuy * rebuy_price).sum(axis=1)
+
+
+def _rebuys(
+    world: World, customer: np.ndarray, days: _Days, churn: np.ndarray, discount: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """P(rebuy) and its price per customer and day of the window (0 for customers without a habit)."""
+    p_rebuy, price = np.zeros(discount.shape), np.zeros(discount.shape)
+    habit = np.flatnonzero(world.habit_product[customer] >= 0)
+    if habit.size == 0:
+        return p_rebuy, price
+    who = customer[habit][:, None]
+    due, _ = repurchase_due(world, who, days.day[None, :])
+    p_rebuy[habit] = np.where(due, rebuy_chance(world, who, churn[habit], days.day[None, :]), 0.0)
+    price[habit] = offer_price(world, world.habit_product[who], days.promo[None, :], discount[habit])
+    return p_rebuy, price
 
 
 def _expected_view_price(world: World, customer: np.ndarray, days: _Days, discount: np.ndarray) -> np.ndarray:

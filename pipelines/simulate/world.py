@@ -13,11 +13,13 @@ import numpy as np
 import pandas as pd
 
 from pipelines.simulate import vocabulary as vocab
-from retention.params import SimulateParams
+from retention.params import MIN_REPURCHASE_DAYS, SimulateParams
 
 # Independent random streams, so adding a draw to one step never shifts another step's numbers.
 STREAM_CATALOGUE, STREAM_CUSTOMERS, STREAM_CALENDAR, STREAM_DAY = 1, 2, 3, 4
 STREAM_CONTACT, STREAM_RESPONSE = 5, 6  # campaign responses: per (campaign, customer), per day
+STREAM_REPURCHASE = 7  # product cycles, habits, and each rebuy (keyed by customer and occurrence)
+STREAM_DRIFT = 8  # who joins the injected new segment (`simulate.drift`)
 MAX_LIFETIME_DAYS = 36_500  # a century: keeps dates of never-churning customers representable
 
 
@@ -30,6 +32,10 @@ class World:
         horizon_days: customers sign up from `-prior_signup_days` until this day.
         customers, products: the records as the shop's source tables hold them.
         truth: latent customer state (segment, satisfaction, churn day): for tests only.
+        product_cycle: repurchase interval in days per product (NaN: a durable).
+        habitual: positions of the customers who rebuy a consumable by its cycle (ascending) ...
+        habit_product, habit_start: ... per customer, that product (-1: none) and the (fractional)
+            day its cycle starts (NaN: none).
     """
 
     params: SimulateParams
@@ -51,6 +57,10 @@ class World:
     product_ids: np.ndarray
     product_price: np.ndarray
     product_noun: np.ndarray
+    product_cycle: np.ndarray
+    habitual: np.ndarray
+    habit_product: np.ndarray
+    habit_start: np.ndarray
 
     def customers_signing_up(self, day_from: int, day_to: int) -> pd.DataFrame:
         """Customer records whose signup day lies in [day_from, day_to)."""
@@ -80,6 +90,10 @@ def build_world(params: SimulateParams, horizon_days: int) -> World:
         raise ValueError(f"no active product in categories {empty}: raise `products`")
     start = np.concatenate([[0], np.cumsum(count)[:-1]])
     customers, truth, arrays = _customers(params, horizon_days, weights)
+    if params.drift is not None and params.drift.new_segment_share > 0:
+        truth, arrays = _new_segment(params, categories, weights, truth, arrays)
+    cycle = _cycles(params, categories, category)
+    habits = _habits(params, arrays["signup_day"], arrays["favourite"], sellable, start, count, cycle)
     return World(
         params=params,
         horizon_days=horizon_days,
@@ -93,6 +107,8 @@ def build_world(params: SimulateParams, horizon_days: int) -> World:
         product_ids=products["product_id"].to_numpy(dtype=object),
         product_price=price,
         product_noun=noun,
+        product_cycle=cycle,
+        **habits,
         **arrays,
     )
 
@@ -137,6 +153,107 @@ def _catalogue(
         }
     )
     return products, nouns, price, category
+
+
+def _cycles(params: SimulateParams, categories: list[str], category: np.ndarray) -> np.ndarray:
+    """Repurchase interval per product: its category's mean times lognormal noise; NaN for durables."""
+    rng = np.random.default_rng([params.seed, STREAM_REPURCHASE, 0])
+    noise = rng.lognormal(0.0, params.repurchase.spread if params.repurchase else 0.0, category.size)
+    days = params.repurchase.days if params.repurchase else {}
+    mean = np.array([days.get(name, np.nan) for name in categories], dtype=float)[category]
+    return np.maximum(mean * noise, MIN_REPURCHASE_DAYS)  # NaN stays NaN
+
+
+def _habits(
+    params: SimulateParams,
+    signup_day: np.ndarray,
+    favourite: np.ndarray,
+    sellable: np.ndarray,
+    category_start: np.ndarray,
+    category_count: np.ndarray,
+    cycle: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Who rebuys which consumable: a share of the customers whose favourite category has cycles.
+
+    The product is drawn as a view of that category is (skewed to its top sellers); its cycle starts
+    within one interval of the signup.
+    """
+    rng = np.random.default_rng([params.seed, STREAM_REPURCHASE, 1])
+    n = signup_day.size
+    keeps, rank_draw, phase = rng.random(n), rng.random(n), rng.random(n)
+    rank = (category_count[favourite] * rank_draw**params.popularity_skew).astype(np.int64)
+    product = sellable[category_start[favourite] + rank]
+    share = params.repurchase.habit_share if params.repurchase else 0.0
+    habit = ~np.isnan(cycle[product]) & (keeps < share)
+    return {
+        "habitual": np.flatnonzero(habit),
+        "habit_product": np.where(habit, product, -1),
+        "habit_start": np.where(habit, signup_day + phase * cycle[product], np.nan),
+    }
+
+
+def _new_segment(
+    params: SimulateParams,
+    categories: list[str],
+    weights: np.ndarray,
+    truth: pd.DataFrame,
+    arrays: dict[str, np.ndarray],
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Turn a share of the customers signing up from `drift.from_day` on into a new segment.
+
+    They visit `new_segment_visit_factor` times as often and favour `new_segment_category` (default:
+    the least popular category). Drawn from a stream of its own, so the draws of everyone else,
+    and every customer before `from_day`, are those of the shop without drift.
+    """
+    drift = params.drift
+    assert drift is not None
+    draw = np.random.default_rng([params.seed, STREAM_DRIFT]).random(arrays["signup_day"].size)
+    joins = (arrays["signup_day"] >= drift.from_day) & (draw < drift.new_segment_share)
+    category = (
+        categories.index(drift.new_segment_category)
+        if drift.new_segment_category is not None
+        else int(np.argmin(weights))
+    )
+    arrays = {
+        **arrays,
+        "visit_rate": np.where(
+            joins, arrays["visit_rate"] * drift.new_segment_visit_factor, arrays["visit_rate"]
+        ),
+        "favourite": np.where(joins, category, arrays["favourite"]),
+    }
+    truth = truth.assign(
+        segment=np.where(joins, "drift", truth["segment"].to_numpy(dtype=object)),
+        visit_rate=arrays["visit_rate"],
+        favourite_category=np.array(categories, dtype=object)[arrays["favourite"]],
+    )
+    return truth, arrays
+
+
+def price_factor(params: SimulateParams, day: int | np.ndarray) -> float | np.ndarray:
+    """Multiplier of list prices on `day`: `drift.price_factor` from `drift.from_day` on, else 1."""
+    if params.drift is None:
+        return 1.0
+    return np.where(np.asarray(day) >= params.drift.from_day, params.drift.price_factor, 1.0)
+
+
+def keyed_uniform(seed: int, *keys: np.ndarray | int) -> np.ndarray:
+    """Uniform draws in [0, 1) that depend only on the seed and the keys (broadcast), not on a stream.
+
+    A rebuy's draws are keyed by its customer and occurrence, so they are the same whichever day,
+    campaign or run asks for them (a counter-based generator: SplitMix64 applied to each key in turn).
+    """
+    with np.errstate(over="ignore"):  # wrapping uint64 arithmetic is the point
+        h = _splitmix(np.uint64(seed))
+        for key in (STREAM_REPURCHASE, *keys):
+            h = _splitmix(h ^ np.asarray(key).astype(np.uint64))
+    return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def _splitmix(x: np.ndarray | np.uint64) -> np.ndarray:
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return np.asarray(z ^ (z >> np.uint64(31)))
 
 
 def _customers(

@@ -124,3 +124,29 @@ class Erasure(Base):
     actor: Mapped[str] = mapped_column(String(64))
     n_customers: Mapped[int] = mapped_column(Integer)
     removed: Mapped[dict[str, int]] = mapped_column(JSON)  # {store: rows or files removed}
+
+
+class MonitoringRun(Base):
+    """One monitoring run of a model at an as-of (a rerun for the same as-of replaces it).
+
+    Drift compares the population the model scores at `as_of` with the one it was measured on at
+    training (`reference_as_of`); realised quality scores its past campaign predictions whose
+    horizon has passed. No customer id is stored.
+    """
+
+    __tablename__ = "platform_monitoring"
+
+    registered_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    version: Mapped[str] = mapped_column(String(32))  # the champion monitored
+    reference_as_of: Mapped[datetime] = mapped_column(DateTime)  # its training run's cutoff
+    n_reference: Mapped[int] = mapped_column(Integer)
+    n_current: Mapped[int] = mapped_column(Integer)
+    feature_drift: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # per feature: psi, test, p, status
+    psi_max: Mapped[float | None] = mapped_column(Float)
+    prediction_drift: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # P(return): psi, ks, status
+    realised: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # campaign, metrics vs training, status
+    status: Mapped[str] = mapped_column(String(16))  # ok | warn | alert
+    retrain: Mapped[bool] = mapped_column(Boolean)  # a threshold was crossed: the retrain Asset was due
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    computed_at: Mapped[datetime] = mapped_column(DateTime)

@@ -88,6 +88,7 @@ def test_dagbag_imports_without_errors(airflow_env: dict[str, str]) -> None:
         "validate_list",
     ]
     assert report["dags"]["housekeeping"] == ["enforce_retention"]  # the retention periods, daily
+    assert report["dags"]["monitor"] == ["check", "request_retrain", "threshold_crossed"]
 
 
 def test_every_task_retries_with_backoff_has_a_timeout_and_alerts_on_failure(
@@ -119,7 +120,7 @@ def test_training_dag_is_scheduled_on_the_features_asset(airflow_env: dict[str, 
         "'outlets': {t.task_id: [a.uri for a in t.outlets] for t in bag.dags['train_models'].tasks}}",
         airflow_env,
     )
-    assert report["assets"] == ["retention://features/online"]
+    assert report["assets"] == ["retention://features/online", "retention://models/return/retrain"]
     assert report["upstream"] == {  # the families train in parallel; each is gated after its training
         "train_recommender": [],
         "train_return": [],
@@ -137,6 +138,30 @@ def test_training_dag_is_scheduled_on_the_features_asset(airflow_env: dict[str, 
         "gate_return": ["retention://models/return"],
         "gate_uplift": ["retention://models/uplift"],
         "materialise_results": [],
+    }
+
+
+def test_monitor_dag_runs_after_extraction_and_emits_retrain_only_past_a_threshold(
+    airflow_env: dict[str, str],
+) -> None:
+    report = _dagbag_report(
+        "{'assets': [a.uri for a in bag.dags['monitor'].timetable.asset_condition.objects], "
+        "'upstream': {t.task_id: sorted(t.upstream_task_ids) for t in bag.dags['monitor'].tasks}, "
+        "'outlets': {t.task_id: [a.uri for a in t.outlets] for t in bag.dags['monitor'].tasks}, "
+        "'extract_outlets': sorted(a.uri for t in bag.dags['shop_extract'].tasks for a in t.outlets)}",
+        airflow_env,
+    )
+    assert report["assets"] == ["retention://features/online"]  # what the extraction DAG emits last
+    assert "retention://features/online" in report["extract_outlets"]
+    assert report["upstream"] == {
+        "check": [],
+        "threshold_crossed": ["check"],  # a short circuit: False skips the retrain request
+        "request_retrain": ["check", "threshold_crossed"],
+    }
+    assert report["outlets"] == {
+        "check": [],
+        "threshold_crossed": [],
+        "request_retrain": ["retention://models/return/retrain"],
     }
 
 
@@ -348,3 +373,43 @@ def test_campaign_dag_fails_and_publishes_nothing_when_gx_rejects_the_list(
     with engine.connect() as connection:
         assert connection.execute(text("SELECT COUNT(*) FROM platform_campaigns")).scalar_one() == 0
     engine.dispose()
+
+
+@pytest.mark.integration  # Airflow subprocesses (db migrate, dags test): a minute or more
+def test_monitor_dag_stores_its_row_and_emits_retrain_when_a_threshold_is_crossed(
+    airflow_env: dict[str, str],
+    trained_platform,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    import yaml
+
+    from tests.trained_platform import private_platform
+
+    platform = private_platform(trained_platform, tmp_path / "platform")  # monitoring writes MLflow runs
+    params = yaml.safe_load(platform.params_path.read_text())
+    thresholds = {  # never / always crossed
+        "never": {"psi_warn": 1e9, "psi_alert": 1e9},
+        "always": {"psi_warn": 1e-6, "psi_alert": 1e-6, "pvalue": 0.999999, "min_rows": 2},
+    }
+    engine = create_db_engine(platform.database_url)
+    found = []
+    for name, values in thresholds.items():  # the same interval twice: the second run replaces the row
+        path = tmp_path / f"params-{name}.yaml"
+        path.write_text(yaml.safe_dump({**params, "monitoring": values}))
+        env = {**airflow_env, **platform.env, "RETENTION_PARAMS": str(path)}
+        if name == "never":
+            _run([str(BIN / "airflow"), "db", "migrate"], env)
+        _run([str(BIN / "airflow"), "dags", "test", "monitor", "2026-04-01"], env)
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT status, retrain FROM platform_monitoring")).all()
+        with closing(sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")) as connection:
+            events = connection.execute(
+                "SELECT a.uri FROM asset_event e JOIN asset a ON a.id = e.asset_id"
+            ).fetchall()
+        found.append((rows, events))
+    engine.dispose()
+    assert found[0] == ([("ok", False)], [])  # nothing crossed: request_retrain skipped, no Asset event
+    assert found[1] == ([("alert", True)], [("retention://models/return/retrain",)])

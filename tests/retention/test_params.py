@@ -36,3 +36,13 @@ def test_invalid_params_name_the_key(tmp_path: Path, edit, message: str) -> None
 def test_missing_params_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_dvc_reads_every_value_of_the_shipped_params() -> None:
+    """`dvc repro` loads params.yaml itself and refuses values YAML types beyond JSON's (a bare
+    1990-01-01 is a date): DVC's own loader must accept the file."""
+    from dvc.fs import LocalFileSystem
+    from dvc.parsing.context import Context
+
+    context = Context.load_from(LocalFileSystem(), str(ROOT / "params.yaml"))
+    assert str(context["ingest"]["plausible"]["earliest_date"]) == "1990-01-01"

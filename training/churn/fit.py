@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.metrics import brier_score_loss
 
 from feature_store.events import EventLog
 from feature_store.frames import Frames
@@ -109,6 +110,31 @@ def _digest(params: Params, *parts: dict[str, np.ndarray]) -> str:
             digest.update(name.encode())
             digest.update(np.ascontiguousarray(arrays[name]).tobytes())
     return digest.hexdigest()[:16]
+
+
+def platt_scaling(logits: torch.Tensor, returned: torch.Tensor) -> tuple[float, float]:
+    """Platt scaling (scale, shift) of `logits` that minimises the log loss of `returned`, scale > 0.
+
+    The scale is kept positive (fitted as its logarithm): calibration may stretch the network's
+    ranking but never reverse it, even when a barely trained network fits noise. This is why the
+    fit is not scikit-learn's (docs/architecture.md, "Hand-written vs library"): where the optimum
+    has scale > 0 it equals `LogisticRegression(C=inf)` on the one logit feature to 1e-4 (test
+    `test_platt_scaling_equals_logistic_regression`), but that has no bound on the coefficient (true
+    slope -0.3: scikit-learn -0.306, this fit just above 0), and `CalibratedClassifierCV(method=
+    "sigmoid")` fits Platt's smoothed targets, not the labels (`benchmarks/platt_library.py`).
+    """
+    log_scale, shift = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+    optimiser = torch.optim.LBFGS([log_scale, shift], max_iter=CALIBRATION_STEPS)
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        calibrated = log_scale.exp() * logits + shift
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(calibrated, returned)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return log_scale.exp().item(), shift.item()
 
 
 def _tensors(encoded: EncodedInputs, rows: slice) -> dict[str, torch.Tensor]:
@@ -325,24 +351,8 @@ class ReturnModel:
         return torch.cat(parts) if parts else torch.zeros(0)
 
     def _fit_calibration(self, val: dict[str, np.ndarray]) -> tuple[float, float]:
-        """Platt scaling (scale, shift) of the hazard logit that minimises the validation rows' loss.
-
-        The scale is kept positive (fitted as its logarithm): calibration may stretch the
-        network's ranking but never reverse it, even when a barely trained network fits noise.
-        """
-        logits, returned = self._bin_logits(val), torch.from_numpy(val["returned"])
-        log_scale, shift = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
-        optimiser = torch.optim.LBFGS([log_scale, shift], max_iter=CALIBRATION_STEPS)
-
-        def closure() -> torch.Tensor:
-            optimiser.zero_grad()
-            calibrated = log_scale.exp() * logits + shift
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(calibrated, returned)
-            loss.backward()
-            return loss
-
-        optimiser.step(closure)
-        return log_scale.exp().item(), shift.item()
+        """`platt_scaling` of the ensemble's hazard logit on the validation rows."""
+        return platt_scaling(self._bin_logits(val), torch.from_numpy(val["returned"]))
 
     def _validate(
         self,
@@ -369,7 +379,7 @@ class ReturnModel:
             "as_of": str(split),
             "horizon_days": horizon,
             **return_metrics(y, p),  # the protocol's own formulas: roc_auc, pr_auc, brier, log_loss, ...
-            "brier_uncalibrated": float(np.mean((p_raw - y) ** 2)),
+            "brier_uncalibrated": float(brier_score_loss(y, p_raw, labels=[0, 1])),
             "val_loss": float(bce(scale * logits + shift, returned)),
             "val_loss_uncalibrated": float(bce(logits, returned)),
             "calibration": {"scale": scale, "shift": shift},

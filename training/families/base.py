@@ -74,6 +74,11 @@ def sanity_checks(scores: np.ndarray, seconds: float, n: int, params: Params) ->
     }
 
 
+def shows_seen_only(baseline: Any) -> bool:
+    """Whether a baseline is meaningful only when seen items are included (EVALUATION.md)."""
+    return bool(getattr(baseline, "needs_seen_items", False))
+
+
 class ModelFamily(ABC):
     """One model family. Subclasses declare the class variables and implement the methods.
 
@@ -134,6 +139,11 @@ class ModelFamily(ABC):
     @abstractmethod
     def baselines(self, params: Params) -> list[Any]:
         """The family's baselines, unfitted."""
+
+    def applicable_baselines(self, params: Params, exclude_seen: bool | None) -> list[Any]:
+        """The baselines shown on a split: one that ranks only seen items first (`needs_seen_items`,
+        the buy-again baseline) only when seen items are included."""
+        return [b for b in self.baselines(params) if not (exclude_seen and shows_seen_only(b))]
 
     def models(self, params: Params, work_dir: Path) -> list[tuple[Role, Any]]:
         """The model first, then the baselines: (role, model)."""

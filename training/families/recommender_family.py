@@ -23,7 +23,7 @@ INPUT_EXAMPLE_ROWS = 5
 
 
 class RecommenderFamily(ModelFamily):
-    """SASRec (blended with popularity, item-kNN and MF) against those baselines alone."""
+    """SASRec (blended with popularity, item-kNN, MF and buy-again) against those baselines alone."""
 
     name: ClassVar[str] = "recommender"
     experiment: ClassVar[str] = "retention-recommender"
@@ -62,9 +62,9 @@ class RecommenderFamily(ModelFamily):
         return SASRecRecommender(params, work_dir / "sasrec")
 
     def baselines(self, params: Params) -> list[Recommender]:
-        from training.recommender import ItemKNN, MatrixFactorisation, Popularity
+        from training.recommender import BuyAgain, ItemKNN, MatrixFactorisation, Popularity
 
-        return [Popularity(params), ItemKNN(params), MatrixFactorisation(params)]
+        return [Popularity(params), ItemKNN(params), MatrixFactorisation(params), BuyAgain(params)]
 
     def fit(self, split: RecSplit, model: Recommender, params: Params) -> None:
         """Tune on history only (a model with `tune`), then fit on the split's history.

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 
 from training.recommender.baselines import ItemKNN, Popularity
 from training.recommender.mf import MatrixFactorisation
+from training.recommender.repeat import BuyAgain
 
 if TYPE_CHECKING:
     from training.recommender.sasrec import SASRecRecommender
 
-__all__ = ["ItemKNN", "MatrixFactorisation", "Popularity", "SASRecRecommender"]
+__all__ = ["BuyAgain", "ItemKNN", "MatrixFactorisation", "Popularity", "SASRecRecommender"]
 
 
 def __getattr__(name: str) -> object:

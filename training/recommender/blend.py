@@ -1,10 +1,11 @@
 """SASRec's blend weights chosen on history only: the split's own protocol applied again inside its history.
 
 The recommender's score is standardised SASRec + a * standardised ALS taste + b * standardised log
-popularity + c * standardised item-kNN score (`SASRecRecommender`). (a, b, c) come from a grid in
+popularity + c * standardised item-kNN score + d * standardised buy-again score (`SASRecRecommender`;
+d only when seen items are included). (a, b, c, d) come from a grid in
 params.yaml: a copy of the model is fitted on the inner history of `validation_split` and every
-triple is scored there with the protocol's own `recommend` and `ranking_metrics` at the smallest K;
-the best triple (the first in grid order on ties, so the smaller weights) is then used by the fit on
+tuple is scored there with the protocol's own `recommend` and `ranking_metrics` at the smallest K;
+the best tuple (the first in grid order on ties, so the smaller weights) is then used by the fit on
 the whole history. Nothing at or after the split's cutoff, nor its truth,
 reaches this choice (EVALUATION.md: "tuned only on history").
 """
@@ -28,7 +29,8 @@ from training.protocol import (
 )
 
 log = logging.getLogger("retention.training")
-WEIGHTS = ("mf_weight", "popularity_weight", "knn_weight")  # the order of a grid triple
+WEIGHTS = ("mf_weight", "popularity_weight", "knn_weight", "repeat_weight")  # the order of a grid tuple
+Weights = tuple[float, float, float, float]
 
 
 def validation_split(split: RecSplit) -> RecSplit:
@@ -62,13 +64,15 @@ def validation_split(split: RecSplit) -> RecSplit:
     return temporal_split(split.history, as_of, horizon, split.exclude_seen)
 
 
-def blend_grid(config: SASRecParams) -> list[tuple[float, float, float]]:
-    """(mf_weight, popularity_weight, knn_weight) triples to try, in order; an empty grid uses the
-    configured weight."""
+def blend_grid(config: SASRecParams, exclude_seen: bool = True) -> list[Weights]:
+    """(mf_weight, popularity_weight, knn_weight, repeat_weight) tuples to try, in order; an empty
+    grid uses the configured weight. With seen items excluded the buy-again part (which scores only
+    seen items) is off."""
     mf = config.mf_weights or [config.mf_weight]
     popularity = config.popularity_weights or [config.popularity_weight]
     knn = config.knn_weights or [config.knn_weight]
-    return [(a, b, c) for a in mf for b in popularity for c in knn]
+    repeat = [0.0] if exclude_seen else (config.repeat_weights or [config.repeat_weight])
+    return [(a, b, c, d) for a in mf for b in popularity for c in knn for d in repeat]
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,8 @@ class BlendParts:
         knn: (U, n_items) standardised item-kNN scores (likewise).
         popularity: (1, n_items) standardised log popularity.
         has_history: (U,) rows that have a sequence (the others score by popularity whatever the weights).
+        repeat: (U, n_items) standardised buy-again scores (`repeat.py`; zeros without purchases),
+            or None when the buy-again part is not tried.
     """
 
     users: np.ndarray
@@ -90,12 +96,17 @@ class BlendParts:
     knn: np.ndarray
     popularity: np.ndarray
     has_history: np.ndarray
+    repeat: np.ndarray | None = None
 
-    def combined(self, mf_weight: float, popularity_weight: float, knn_weight: float) -> np.ndarray:
-        """The blended scores of every row for one triple of weights."""
+    def combined(
+        self, mf_weight: float, popularity_weight: float, knn_weight: float, repeat_weight: float = 0.0
+    ) -> np.ndarray:
+        """The blended scores of every row for one tuple of weights."""
         blended = (
             self.sasrec + mf_weight * self.mf + popularity_weight * self.popularity + knn_weight * self.knn
         )
+        if repeat_weight and self.repeat is not None:
+            blended = blended + repeat_weight * self.repeat
         return np.where(self.has_history[:, None], blended, self.sasrec)
 
 
@@ -137,8 +148,11 @@ class GridMetric:
     The value of `ranking_metrics(validation, recommend(validation, FixedScores(users, scores), k))`
     to the last bit (same top-k with the same tie order, same masks, same sums in the same order),
     without the per-user lists, the frame and its group-by: the grid ranks the same users hundreds
-    of times, and those made up nearly all of its cost. What is the same for every triple (the
-    seen mask, the truth cells, each user's ideal DCG) is computed once here.
+    of times, and those made up nearly all of its cost. What is the same for every tuple (the
+    seen mask, the truth cells, each user's ideal DCG) is computed once here. Kept rather than
+    torchmetrics' `RetrievalNormalizedDCG`: that casts scores to float32, which changes the tie
+    order (ndcg@10 0.05002 against 0.05017 on ML-100K leave-last), and was 37x slower per grid point
+    (docs/architecture.md, "Hand-written vs library").
 
     Args:
         validation: the inner split.
@@ -179,23 +193,20 @@ class GridMetric:
         return float(np.mean((gains * self.discounts).sum(axis=1) / self.ideal))
 
 
-def choose_weights(
-    validation: RecSplit, parts: BlendParts, grid: list[tuple[float, float, float]], k: int
-) -> dict[str, Any]:
-    """Score every triple of the grid on the validation split; the best ndcg@k wins (first on ties).
+def choose_weights(validation: RecSplit, parts: BlendParts, grid: list[Weights], k: int) -> dict[str, Any]:
+    """Score every tuple of the grid on the validation split; the best ndcg@k wins (first on ties).
 
-    Each triple's value is the protocol's (`recommend` then `ranking_metrics`), computed by
+    Each tuple's value is the protocol's (`recommend` then `ranking_metrics`), computed by
     `GridMetric`.
 
     Args:
         validation: the inner split (its users are `parts.users`).
         parts: the score parts of those users.
-        grid: (mf_weight, popularity_weight, knn_weight) triples in order of preference on ties.
+        grid: (mf_weight, popularity_weight, knn_weight, repeat_weight) in order of preference on ties.
         k: the NDCG cut-off.
 
     Returns:
-        mf_weight, popularity_weight, knn_weight, metric, the best score and every triple's score
-        ("grid").
+        the four weights, metric, the best score and every tuple's score ("grid").
     """
     metric = f"ndcg@{k}"
     ndcg = GridMetric(validation, parts.users, k)

@@ -76,18 +76,24 @@ def test_campaign_follows_its_rules_and_reruns_without_change(on_trained_platfor
     chosen = logged.loc[logged["policy_offer"] != "none"]
     assert len(chosen) and chosen["p_churn"].between(*params.risk_band).all()
     assert campaign["model_versions"] == {"retention-return": "1", "retention-recommender": "1"}
-    # Recommendations: active products, none bought by that customer in the last recent_purchase_days.
+    # Recommendations: active products, none bought by that customer in the last recent_purchase_days
+    # unless due for reorder (its repurchase interval, kept with the campaign, has passed since).
     active_products = {p for (p,) in _sql("SELECT product_id FROM wh_products WHERE active")}
     recent = _sql(
-        "SELECT customer_id, product_id FROM wh_events WHERE event_type = 'purchase' AND ts >= :t AND ts < :e",
+        "SELECT customer_id, product_id, MAX(ts) FROM wh_events WHERE event_type = 'purchase' "
+        "AND ts >= :t AND ts < :e GROUP BY customer_id, product_id",
         t=AS_OF - timedelta(days=params.recent_purchase_days),
         e=AS_OF,
     )
-    bought = {(c, p) for c, p in recent}
+    last_bought = {(c, p): pd.Timestamp(ts) for c, p, ts in recent}
+    intervals = campaign["summary"]["reorder_intervals"]
     for customer, products in zip(targets["customer_id"], targets["recommendations"], strict=True):
         assert 0 < len(products) <= params.recommendations
         assert set(products) <= active_products
-        assert not any((customer, p) in bought for p in products)
+        for p in products:
+            if (customer, p) in last_bought:
+                days = (pd.Timestamp(AS_OF).floor("D") - last_bought[customer, p].floor("D")).days
+                assert p in intervals and days >= intervals[p], (customer, p, days)
     assert targets["reasons"].map(len).min() >= 1
     # The stored CSV export: one row per listed target, and no e-mail (an address at rest would
     # outlive a withdrawal); the export pulled now has e-mail only for consenting customers to contact.

@@ -402,3 +402,21 @@ def test_the_csv_export_neutralises_hostile_catalogue_and_customer_values(engine
     assert written["email"].iloc[1] == "'=cmd|' /C calc'!A0@x.org"
     # a formula inside a cell (not at its start) is left alone: the cell is text
     assert "Chef knife (kitchen): viewed it; =HYPERLINK" in written["recommended_products"].iloc[0]
+
+
+def test_the_export_says_when_a_listed_product_is_due_for_reorder(engine) -> None:  # noqa: ANN001
+    # given a campaign that kept P1's repurchase interval (14 days) and P2's (30 days); C1 bought P1
+    # 20 days before as-of and is recommended P1 and P2 (bought after as-of: not counted)
+    targets = offer_targets("c")
+    targets.at[0, "recommendations"] = ["P1", "P2"]
+    summary = {"reorder_intervals": {"P1": 14.0, "P2": 30.0}}
+    write_campaign(engine, campaign_row("c", 4, summary), targets)
+    add_shop(engine, {"C1": True, "C2": True, "C3": True, "C4": True})
+    # when exported
+    products = export_frame(engine, "c")["recommended_products"].iloc[0].split("; ")
+    # then P1 is due and says so; P2, never bought before as-of, keeps its other reason
+    assert (
+        products[0]
+        == "Rose shears (garden): time to reorder: usually re-bought every 14 days, last bought 20 days ago"
+    )
+    assert "reorder" not in products[1]

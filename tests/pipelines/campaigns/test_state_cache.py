@@ -33,10 +33,11 @@ def test_the_extract_task_materialises_states_the_campaign_then_reuses(on_traine
     assert kept == len(saved.customer_ids) == history.events["customer_id"].nunique()
     # when the task runs again and the campaign is built on the same history
     assert task_refresh_states(AS_OF) == kept
-    staged, _ = read_staged(build(AS_OF))
+    staged, meta = read_staged(build(AS_OF))
     # then neither rewrote the states
     assert path.stat().st_mtime_ns == written
-    # and each target's products are the model's own top products among those allowed
+    # and each target's products are the model's own top products among those allowed (active, and
+    # not bought in the last 30 days unless due for reorder: its interval has passed since)
     model = load_native(settings.mlflow_tracking_uri, NAME, "1")
     sequences = model.history_sequences(history)
     targets = staged.head(20)
@@ -47,11 +48,15 @@ def test_the_extract_task_materialises_states_the_campaign_then_reuses(on_traine
     recent = events[
         (events["event_type"] == "purchase") & (events["ts"] >= pd.Timestamp(AS_OF) - pd.Timedelta(days=30))
     ]
+    intervals = meta["summary"]["reorder_intervals"]
     for row, (customer, products) in enumerate(
         zip(targets["customer_id"], targets["recommendations"], strict=True)
     ):
-        bought = recent.loc[recent["customer_id"] == customer, "product_id"].astype(str)
-        scores[row, np.isin(model.index.ids, bought.to_numpy())] = -np.inf
+        bought = recent.loc[recent["customer_id"] == customer].groupby("product_id")["ts"].max()
+        days = (pd.Timestamp(AS_OF).floor("D") - bought.dt.floor("D")).dt.days
+        due = [str(p) in intervals and days[p] >= intervals[str(p)] for p in bought.index]
+        masked = bought.index.astype(str)[~np.array(due, dtype=bool)]
+        scores[row, np.isin(model.index.ids, masked.to_numpy())] = -np.inf
         chosen = scores[row, model.index.codes(list(products)) - 1]
         best = np.sort(scores[row])[::-1][: len(products)]
         assert np.allclose(chosen, best, atol=1e-4), customer

@@ -94,7 +94,7 @@ def test_the_grid_winner_is_the_best_pair_and_the_first_one_on_ties() -> None:
     parts = BlendParts(users, zeros, zeros, zeros, popularity, np.array([True, True]))
     sub = replace(split, users=users, truth=split.truth[:2], seen=split.seen[:2])
     # when the grid is scored
-    grid = [(0.0, 0.0, 0.0), (1.0, 0.0, 1.0), (0.0, 1.0, 0.0), (0.0, 2.0, 0.0)]
+    grid = [(0.0, 0.0, 0.0, 0.0), (1.0, 0.0, 1.0, 0.0), (0.0, 1.0, 0.0, 0.0), (0.0, 2.0, 0.0, 0.0)]
     choice = choose_weights(sub, parts, grid, k=10)
     # then the first triple with popularity wins, and every triple's score is kept
     assert (choice["mf_weight"], choice["popularity_weight"], choice["knn_weight"]) == (0.0, 1.0, 0.0)
@@ -112,8 +112,8 @@ def test_the_grid_falls_back_to_the_fixed_weights() -> None:
         popularity_weight=0.1,
         knn_weight=0.2,
     )
-    # then the only triple is the configured one
-    assert blend_grid(config.recommender.sasrec) == [(0.3, 0.1, 0.2)]
+    # then the only tuple is the configured one (no buy-again part while seen items are excluded)
+    assert blend_grid(config.recommender.sasrec) == [(0.3, 0.1, 0.2, 0.0)]
     assert len(blend_grid(small_params(**GRID).recommender.sasrec)) == 8
 
 

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from scipy import sparse
 
+from training.recommender.repeat import RepeatModel
 from training.recommender.sasrec.net import NetConfig, SASRecNet
 from training.recommender.sasrec.scores import PreferenceBlend
 from training.recommender.sequences import ItemIndex, SequenceConfig
@@ -20,6 +21,7 @@ WEIGHTS_FILE = "weights.safetensors"
 NET_PREFIX = "net."  # tensors of the network in WEIGHTS_FILE; the ALS item factors sit beside them
 ITEM_FACTORS = "mf.item_factors"
 SIMILARITY = "knn.similarity."  # + data / indices / indptr of the item-kNN CSR matrix
+REPEAT_INTERVALS = "repeat.intervals"  # the buy-again part's repurchase interval per item (NaN: none)
 CONFIG_FILE = "config.json"
 RENAMED_BLEND_FIELDS = {"weight": "mf_weight"}  # PreferenceBlend fields saved under an older name
 
@@ -34,6 +36,7 @@ class Fitted(Protocol):
     blend: PreferenceBlend | None
     item_factors: np.ndarray
     similarity: sparse.csr_matrix | None
+    repeat: RepeatModel | None
 
 
 def save(model: Fitted, path: Path | str) -> None:
@@ -53,6 +56,7 @@ def save(model: Fitted, path: Path | str) -> None:
         "blend": None if model.blend is None else asdict(model.blend),
         "items": model.index.to_json(),
         "popularity": model.popularity.tolist(),
+        "repeat": None if model.repeat is None else _repeat_config(model.repeat),
     }
     (path / WEIGHTS_FILE).unlink(missing_ok=True)
     if model.net is not None:
@@ -63,6 +67,8 @@ def save(model: Fitted, path: Path | str) -> None:
             csr = model.similarity.tocsr()
             for part in ("data", "indices", "indptr"):
                 tensors[SIMILARITY + part] = torch.from_numpy(np.ascontiguousarray(getattr(csr, part)))
+        if model.repeat is not None:
+            tensors[REPEAT_INTERVALS] = torch.from_numpy(np.ascontiguousarray(model.repeat.intervals))
         save_file(tensors, str(path / WEIGHTS_FILE))
     (path / CONFIG_FILE).write_text(json.dumps(config, indent=1))
 
@@ -99,6 +105,25 @@ def load_into(model: Fitted, path: Path | str) -> None:
         data, indices, indptr = (tensors[SIMILARITY + p].numpy() for p in ("data", "indices", "indptr"))
         shape = (model.index.size, model.index.size)
         model.similarity = sparse.csr_matrix((data, indices, indptr), shape=shape)
+    if config.get("repeat") is not None:  # models saved before the buy-again part have no key
+        repeat = config["repeat"]
+        model.repeat = RepeatModel(
+            half_life_days=repeat["half_life_days"],
+            not_due_weight=repeat["not_due_weight"],
+            intervals=tensors[REPEAT_INTERVALS].numpy(),
+            default_gap_days=repeat["default_gap_days"],
+            event_types=tuple(repeat["event_types"]),
+        )
+
+
+def _repeat_config(repeat: RepeatModel) -> dict[str, Any]:
+    """The buy-again part's settings as JSON (its intervals go with the tensors)."""
+    return {
+        "half_life_days": repeat.half_life_days,
+        "not_due_weight": repeat.not_due_weight,
+        "default_gap_days": repeat.default_gap_days,
+        "event_types": list(repeat.event_types),
+    }
 
 
 def _current_names(blend: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,14 @@ from training.protocol import RecSplit
 from training.recommender.baselines import interactions, item_similarity, popularity_counts
 from training.recommender.blend import BlendParts, blend_grid, choose_weights, sample_users
 from training.recommender.mf import MatrixFactorisation
+from training.recommender.repeat import (
+    RepeatModel,
+    choose_half_life,
+    dense_standardised,
+    fit_repeat_model,
+    repeat_scores,
+    standardised_sparse,
+)
 from training.recommender.sasrec import persistence
 from training.recommender.sasrec.module import NextItemDataModule, SASRecModule
 from training.recommender.sasrec.net import NetConfig, SASRecNet, warm_start, with_padding_row
@@ -30,6 +39,7 @@ from training.recommender.sequences import (
     next_item_arrays,
 )
 from training.recommender.text import text_embeddings
+from training.scoring import with_repeat
 from training.trainer import FitResult, fit
 
 log = logging.getLogger("retention.training")
@@ -70,6 +80,8 @@ class SASRecRecommender:
         self.item_factors = np.zeros((0, 0), dtype=np.float32)
         self.similarity: sparse.csr_matrix | None = None
         self.tuning: dict[str, Any] | None = None  # what `tune` chose and every weight's inner score
+        self.repeat: RepeatModel | None = None  # the buy-again part (with blend.repeat_weight > 0)
+        self.history_events = pd.DataFrame()  # the fitted history's events (the buy-again part of `score`)
         self.warm_from: SASRecRecommender | None = None  # the tuning fit, when `fit` starts from it
 
     # -- tuning -------------------------------------------------------------------------------
@@ -93,7 +105,7 @@ class SASRecRecommender:
             raise RuntimeError("a SASRecRecommender needs params and a run_dir to tune")
         self.tuning, self.warm_from = None, None
         config = self.params.recommender.sasrec
-        grid = blend_grid(config)
+        grid = blend_grid(config, validation.exclude_seen)
         if len(grid) < 2:
             return None
         started = time.perf_counter()
@@ -102,6 +114,7 @@ class SASRecRecommender:
                 "mf_weight": max(w[0] for w in grid),
                 "popularity_weight": 0.0,
                 "knn_weight": max(w[2] for w in grid),
+                "repeat_weight": 0.0,  # the buy-again part is computed here, from the inner history
             }
         )
         recommender = self.params.recommender.model_copy(update={"sasrec": widest})
@@ -120,21 +133,32 @@ class SASRecRecommender:
         if config.warm_start:  # the inner history is part of this history: a head start, no leak
             self.warm_from = inner
         sample = sample_users(validation, config.tuning_users, self.params.training.seed)
-        choice = choose_weights(sample, inner.blend_parts(sample.users), grid, min(ks))
+        parts = inner.blend_parts(sample.users)
+        half_life = None
+        if any(weights[3] for weights in grid):
+            buy_again = self.params.recommender.buy_again
+            half_life, _ = choose_half_life(validation, buy_again, min(ks), self.params.training.seed)
+            repeat = fit_repeat_model(validation.history, inner.index.ids, buy_again, half_life)
+            scores = repeat_scores(repeat, validation.history.events, inner.index.ids, sample.users)
+            parts = replace(parts, repeat=dense_standardised(scores))
+        choice = choose_weights(sample, parts, grid, min(ks))
         self.tuning = {
             "protocol": validation.protocol,
             "as_of": None if validation.as_of is None else str(validation.as_of.date()),
             "horizon_days": validation.horizon_days,
             "n_users": len(sample.users),
             **choice,
+            "half_life_days": half_life,
             "epochs": inner.fit_result.epochs if inner.fit_result else 0,
             "seconds": round(time.perf_counter() - started, 1),
         }
         log.info(
-            "sasrec: blend mf_weight=%s popularity_weight=%s knn_weight=%s (inner %s %.4f of %d pairs)",
+            "sasrec: blend mf_weight=%s popularity_weight=%s knn_weight=%s repeat_weight=%s "
+            "(inner %s %.4f of %d tuples)",
             choice["mf_weight"],
             choice["popularity_weight"],
             choice["knn_weight"],
+            choice["repeat_weight"],
             choice["metric"],
             choice["best"],
             len(choice["grid"]),
@@ -162,7 +186,7 @@ class SASRecRecommender:
         )
         self.net, self.fit_result = None, FitResult(best_path=None, epochs=0, seconds_per_epoch=0.0)
         self.blend, self.item_factors = None, np.zeros((0, 0), dtype=np.float32)
-        self.similarity = None
+        self.similarity, self.repeat, self.history_events = None, None, history.events
         if len(arrays.train_inputs) == 0:
             log.warning("sasrec: no customer has three successive distinct items; scoring by popularity")
             return
@@ -192,7 +216,7 @@ class SASRecRecommender:
             self.run_dir,
         )
         self.net = module.net.cpu().eval()  # predictions run on CPU in this process
-        mf_weight, popularity_weight, knn_weight = self._blend_weights()
+        mf_weight, popularity_weight, knn_weight, repeat_weight = self._blend_weights()
         if mf_weight > 0:
             factorisation = MatrixFactorisation(self.params)
             factorisation.fit(history, self.index.ids)
@@ -200,22 +224,27 @@ class SASRecRecommender:
         if knn_weight > 0:
             matrix = interactions(history.events, self.index.ids, rec.event_types).matrix
             self.similarity = item_similarity(matrix, rec.item_knn)
-        if mf_weight > 0 or popularity_weight > 0 or knn_weight > 0:
+        if repeat_weight > 0:
+            chosen = self.tuning.get("half_life_days") if self.tuning is not None else None
+            half_life = chosen or rec.buy_again.half_life_days
+            self.repeat = fit_repeat_model(history, self.index.ids, rec.buy_again, half_life)
+        if mf_weight > 0 or popularity_weight > 0 or knn_weight > 0 or repeat_weight > 0:
             self.blend = PreferenceBlend(
-                mf_weight, rec.mf.alpha, rec.mf.regularisation, popularity_weight, knn_weight
+                mf_weight, rec.mf.alpha, rec.mf.regularisation, popularity_weight, knn_weight, repeat_weight
             )
 
-    def _blend_weights(self) -> tuple[float, float, float]:
-        """(mf, popularity, knn) weights: `tune`'s choice, else the configured ones."""
+    def _blend_weights(self) -> tuple[float, float, float, float]:
+        """(mf, popularity, knn, repeat) weights: `tune`'s choice, else the configured ones."""
         if self.tuning is not None:
             chosen = self.tuning
             return (
                 float(chosen["mf_weight"]),
                 float(chosen["popularity_weight"]),
                 float(chosen["knn_weight"]),
+                float(chosen["repeat_weight"]),
             )
         config = self._sasrec_params()
-        return config.mf_weight, config.popularity_weight, config.knn_weight
+        return config.mf_weight, config.popularity_weight, config.knn_weight, config.repeat_weight
 
     def _sasrec_params(self) -> SASRecParams:
         if self.params is None:
@@ -255,7 +284,28 @@ class SASRecRecommender:
         Customers without history get the popularity counts. Seen items are not masked.
         """
         empty = np.zeros(0, dtype=np.int64)
-        return self.score_sequences([self.sequences.get(str(u), empty) for u in users])
+        scores = self.score_sequences([self.sequences.get(str(u), empty) for u in users])
+        return with_repeat(scores, self.repeat_part(self.history_events, users))
+
+    def repeat_part(
+        self, events: pd.DataFrame, users: np.ndarray, as_of: pd.Timestamp | None = None
+    ) -> tuple[sparse.csr_matrix, np.ndarray] | None:
+        """The buy-again part of the blended scores of `users` from their purchases in `events`.
+
+        Args:
+            events: the history (up to the scoring time).
+            users: the customers, in row order.
+            as_of: the scoring time when known (campaigns, serving); None: each customer's
+                expected next basket from the history alone (`repeat.py`).
+
+        Returns:
+            (sparse part, per-row constant) to add to `score_sequences`' rows, or None when the
+            blend holds no buy-again part.
+        """
+        if self.repeat is None or self.blend is None or not self.blend.repeat_weight:
+            return None
+        scores = repeat_scores(self.repeat, events, self.index.ids, np.asarray(users, dtype=str), as_of)
+        return standardised_sparse(scores, self.blend.repeat_weight)
 
     def score_sequences(self, sequences: list[np.ndarray]) -> np.ndarray:
         """Scores of item-code sequences (oldest first); empty sequences get popularity.

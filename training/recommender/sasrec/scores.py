@@ -60,6 +60,8 @@ class PreferenceBlend:
         regularisation: its L2 penalty (for the fold-in).
         popularity_weight: the standardised log popularity's weight (0: none).
         knn_weight: the standardised item-kNN score's weight (0: none).
+        repeat_weight: the standardised buy-again score's weight (0: none; added by the caller
+            from the customer's purchases, `SASRecRecommender.repeat_part`).
     """
 
     mf_weight: float
@@ -67,6 +69,7 @@ class PreferenceBlend:
     regularisation: float
     popularity_weight: float = 0.0
     knn_weight: float = 0.0
+    repeat_weight: float = 0.0
 
 
 def standardised(scores: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -152,7 +153,15 @@ class UpliftFamily(ModelFamily):
     ) -> list[Path]:
         from training.uplift.campaign_plots import qini_plots
 
-        return qini_plots(split.holdout, scored.rows, self._offers(params), folder)
+        return qini_plots(split.holdout, {model.name: scored.rows}, self._offers(params), folder)
+
+    def comparison_plots(
+        self, split: UpliftSplit, scored: Mapping[str, Scored], folder: Path, params: Params
+    ) -> list[Path]:
+        from training.uplift.campaign_plots import qini_plots
+
+        rows = {name: s.rows for name, s in scored.items()}
+        return qini_plots(split.holdout, rows, self._offers(params), folder)
 
     def evaluate_fitted(self, split: UpliftSplit, model: Any, params: Params) -> dict[str, Any]:
         started = time.perf_counter()

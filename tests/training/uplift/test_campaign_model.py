@@ -60,10 +60,10 @@ def test_the_model_finds_who_the_coupon_persuades_and_beats_its_baselines(tmp_pa
     request = uplift.holdout_request(uplift.data_end(data), PARAMS, tmp_path)
     split = uplift.split(data, request)
     assert split.holdout["campaign_id"].unique().tolist() == ["winback-2"]
-    scores = {}
+    scores, scored_by_name = {}, {}
     for role, model in uplift.models(PARAMS, tmp_path):
         scored, plots = uplift.evaluate(split, model, tmp_path / model.name, PARAMS)
-        scores[model.name] = scored.metrics
+        scores[model.name], scored_by_name[model.name] = scored.metrics, scored
         if role == "model":
             assert any(p.name == "qini_coupon_10.png" for p in plots)
             estimates = model.predict_offers(split.holdout)
@@ -71,6 +71,14 @@ def test_the_model_finds_who_the_coupon_persuades_and_beats_its_baselines(tmp_pa
             coupon = estimates["uplift_return_coupon_10"].to_numpy()
             assert coupon[recent].mean() > 0.15 and coupon[~recent].mean() < 0.0
             assert abs(estimates["uplift_return_reminder"].mean()) < 0.05
+    # the model and its baselines drawn on the same Qini axes, one figure per offer
+    compared = uplift.comparison_plots(split, scored_by_name, tmp_path / "comparison", PARAMS)
+    assert sorted(p.name for p in compared) == [
+        "qini_coupon_10.png",
+        "qini_free_shipping.png",
+        "qini_reminder.png",
+    ]
+    assert all(p.stat().st_size > 0 for p in compared)
     model_qini = scores[PARAMS.uplift.learner]["qini.coupon_10"]
     for baseline in ("random", "response", "risk"):
         assert model_qini > scores[baseline]["qini.coupon_10"], baseline

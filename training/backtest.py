@@ -23,7 +23,7 @@ from retention.atomic import atomic_path
 from retention.params import Params, params_sections
 from training import plots
 from training.families import FAMILIES, BacktestRequest, ModelFamily, family
-from training.families.base import Scored, shows_seen_only
+from training.families.base import Scored
 from training.threads import configure_threads
 from training.tracking import RunTags, Tracker, params_hash
 from training.trainer import is_primary
@@ -114,11 +114,11 @@ def run_backtest(
     fingerprint = log_.fingerprint()
     split = chosen_family.split(log_, request)
     key = f"{request.family}-{request.protocol}-{fingerprint}-{request.as_of}-{request.horizon_days}"
-    chosen = [
-        (role, model)
-        for role, model in (models or chosen_family.models)(params, work_dir / key)
-        if not (role == "baseline" and request.exclude_seen and shows_seen_only(model))
-    ]
+    chosen: list[tuple[str, Any]] = (
+        models(params, work_dir / key)
+        if models is not None
+        else list(chosen_family.models(params, work_dir / key, request.exclude_seen))
+    )
     fields = protocol_fields(request, fingerprint, params)
     reports: list[ModelReport] = []
     scored_by_name: dict[str, Scored] = {}

@@ -145,9 +145,12 @@ class ModelFamily(ABC):
         the buy-again baseline) only when seen items are included."""
         return [b for b in self.baselines(params) if not (exclude_seen and shows_seen_only(b))]
 
-    def models(self, params: Params, work_dir: Path) -> list[tuple[Role, Any]]:
-        """The model first, then the baselines: (role, model)."""
-        baselines: list[tuple[Role, Any]] = [("baseline", b) for b in self.baselines(params)]
+    def models(
+        self, params: Params, work_dir: Path, exclude_seen: bool | None = None
+    ) -> list[tuple[Role, Any]]:
+        """The model first, then the baselines shown on such a split (`applicable_baselines`)."""
+        shown = self.applicable_baselines(params, exclude_seen)
+        baselines: list[tuple[Role, Any]] = [("baseline", b) for b in shown]
         return [("model", self.model(params, work_dir)), *baselines]
 
     @abstractmethod
